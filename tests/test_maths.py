@@ -1,0 +1,137 @@
+"""The ELBO's pieces against torch.distributions and closed forms."""
+import math
+
+import pytest
+import torch
+from torch import distributions as D
+
+from vae_lab import kl_schedules as S
+from vae_lab.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Laplace
+from vae_lab.model import VAE, objective
+from vae_lab.priors import Prior, StandardNormal
+
+SHAPE = (1, 5, 7)
+
+
+def _data(binary=False):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, *SHAPE, generator=g)
+    return (x > 0.5).float() if binary else x, torch.randn(6, *SHAPE, generator=g) * 2
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_bernoulli_sums_torch_log_prob_over_pixels(binary):
+    x, logits = _data(binary)
+    expected = D.Bernoulli(logits=logits, validate_args=False).log_prob(x).sum((1, 2, 3))
+    torch.testing.assert_close(Bernoulli(SHAPE).log_prob(x, logits), expected)
+    assert Bernoulli(SHAPE).log_prob(x, logits).shape == (6,)
+
+
+def test_continuous_bernoulli_sums_torch_log_prob():
+    x, logits = _data()
+    expected = D.ContinuousBernoulli(logits=logits).log_prob(x).sum((1, 2, 3))
+    torch.testing.assert_close(ContinuousBernoulli(SHAPE).log_prob(x, logits), expected)
+
+
+@pytest.mark.parametrize("cls,family", [(Gaussian, D.Normal), (Laplace, D.Laplace)])
+@pytest.mark.parametrize("learn", ["none", "scalar", "pixel"])
+def test_location_scale_sums_torch_log_prob(cls, family, learn):
+    x, loc = _data()
+    lik = cls(SHAPE, sigma=0.3, learn_sigma=learn)
+    expected = family(loc, torch.full_like(loc, 0.3)).log_prob(x).sum((1, 2, 3))
+    torch.testing.assert_close(lik.log_prob(x, loc), expected)
+    assert len(list(lik.parameters())) == (0 if learn == "none" else 1)
+    if learn == "pixel":
+        assert lik.log_sigma.shape == SHAPE
+
+
+def test_gaussian_closed_form():
+    x, mu = _data()
+    s = 0.2
+    closed = (-0.5 * ((x - mu) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)).sum((1, 2, 3))
+    torch.testing.assert_close(Gaussian(SHAPE, sigma=s).log_prob(x, mu), closed)
+
+
+def test_normal_kl_matches_torch_kl_divergence():
+    g = torch.Generator().manual_seed(1)
+    mean, log_var = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    expected = D.kl_divergence(D.Normal(mean, (0.5 * log_var).exp()), D.Normal(0.0, 1.0))
+    kl = StandardNormal(3).kl(mean, log_var, z=None)
+    torch.testing.assert_close(kl, expected)
+    assert kl.shape == (5, 3)
+
+
+def test_monte_carlo_kl_of_base_prior_is_unbiased():
+    """The base class's single-sample KL, averaged over many z, approaches the analytic value."""
+
+    class MCNormal(Prior):
+        def log_prob(self, z):
+            return D.Normal(0.0, 1.0).log_prob(z).sum(1)
+
+    mean, log_var = torch.tensor([[0.7, -1.2]]), torch.tensor([[-0.5, 0.3]])
+    z = mean + (0.5 * log_var).exp() * torch.randn(200_000, 2, generator=torch.Generator().manual_seed(0))
+    mc = MCNormal(2).kl(mean.expand_as(z), log_var.expand_as(z), z)
+    assert mc.shape == (200_000, 1)
+    analytic = StandardNormal(2).kl(mean, log_var, None).sum()
+    assert abs(mc.mean() - analytic) < 0.02
+
+
+def test_elbo_is_recon_minus_kl_and_objective_weights_only_the_kl():
+    class Enc(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :2], torch.zeros(x.shape[0], 2)
+
+    class Dec(torch.nn.Module):
+        def forward(self, z):
+            return z.sum(1).view(-1, 1, 1, 1).expand(-1, *SHAPE)
+
+    vae = VAE(Enc(), Dec(), Bernoulli(SHAPE), StandardNormal(2))
+    x, _ = _data(binary=True)
+    terms = vae(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(terms.elbo, terms.recon_ll - terms.kl.sum(1))
+    for beta in (0.0, 1.0, 4.0):
+        loss = objective(terms, S.Constant(beta=beta), step=0)
+        torch.testing.assert_close(loss, -(terms.recon_ll - beta * terms.kl.sum(1)).mean())
+    # reduction=mean: log p(x|z) divided by the pixel count
+    loss = objective(terms, S.Constant(beta=1.0), step=0, recon_scale=1 / 35)
+    torch.testing.assert_close(loss, (-terms.recon_ll / 35 + terms.kl.sum(1)).mean())
+
+
+def test_constant_and_linear_schedules():
+    assert S.Constant(beta=4).weight(0) == S.Constant(beta=4).weight(10**6) == 4
+    lin = S.Linear(beta=2.0, start=0.0, warmup_steps=100)
+    assert [lin.weight(s) for s in (0, 25, 50, 100, 101, 10**6)] == [0.0, 0.5, 1.0, 2.0, 2.0, 2.0]
+    assert S.Linear(beta=1.0, start=0.5, warmup_steps=10).weight(5) == 0.75
+
+
+def test_cyclical_schedule_at_cycle_boundaries():
+    cyc = S.Cyclical(beta=1.0, n_cycles=4, ratio=0.5, total_steps=400)  # cycles of 100 steps
+    expected = {0: 0.0, 25: 0.5, 49: 0.98, 50: 1.0, 99: 1.0, 100: 0.0, 125: 0.5, 150: 1.0, 399: 1.0}
+    for step, w in expected.items():
+        assert cyc.weight(step) == pytest.approx(w), step
+    assert S.Cyclical(beta=3.0, n_cycles=1, ratio=1.0, total_steps=10).weight(5) == pytest.approx(1.5)
+
+
+def test_capacity_schedule():
+    cap = S.Capacity(beta=100.0, c_max=20.0, ramp_steps=1000)
+    assert [cap.capacity(s) for s in (0, 500, 1000, 5000)] == [0.0, 10.0, 20.0, 20.0]
+    kl = torch.tensor([[3.0, 4.0], [5.0, 6.0]])  # mean total KL 9
+    assert cap.penalty(kl, 500).item() == pytest.approx(100.0 * abs(9 - 10))
+    assert cap.penalty(kl, 0).item() == pytest.approx(900.0)
+    assert cap.weight(123) == 100.0
+
+
+def test_free_bits_clamps_each_dimension_batch_mean():
+    fb = S.FreeBits(beta=2.0, free_nats=1.0)
+    kl = torch.tensor([[0.2, 3.0, 1.0], [0.4, 1.0, 2.0]], requires_grad=True)  # batch means 0.3, 2.0, 1.5
+    penalty = fb.penalty(kl, 0)
+    assert penalty.item() == pytest.approx(2.0 * (1.0 + 2.0 + 1.5))
+    penalty.backward()
+    assert kl.grad[:, 0].abs().sum() == 0  # below lambda: no gradient
+
+
+@pytest.mark.parametrize("cls", [S.Constant, S.Linear, S.Capacity, S.FreeBits])
+def test_every_schedule_has_beta_as_its_maximum(cls):
+    s = cls(beta=3.0)
+    assert s.beta == 3.0
+    assert max(s.weight(t) for t in (0, 10, 10**7)) == pytest.approx(3.0)

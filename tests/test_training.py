@@ -1,0 +1,90 @@
+"""A few steps on tiny sprites: the files a run leaves, what it logs, and resuming."""
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY, compose_config
+from vae_lab.checks import ConfigError
+from vae_lab.train import train
+
+
+def scalars(run_dir):
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    summary = train(compose_config(TINY), run_dir)
+    return run_dir, summary
+
+
+def test_run_writes_every_file(tiny_run):
+    run_dir, summary = tiny_run
+    for name in ("metrics.jsonl", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "figures/reconstructions.png", "figures/prior_samples.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    saved = json.loads((run_dir / "summary.json").read_text())
+    for key in ("elbo", "recon_nll", "kl", "active_units", "steps", "wall_s", "images_per_s"):
+        assert key in saved, key
+    assert saved["steps"] == 6 and saved["images_per_s"] > 0
+    assert saved["elbo"] == pytest.approx(-(saved["recon_nll"] + saved["kl"]))
+    lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [3, 6]
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 6 and {"model", "optimizer", "rng"} <= state.keys()
+
+
+def test_logged_elbo_is_minus_recon_plus_kl(tiny_run):
+    logged = scalars(tiny_run[0])
+    for tag in ("train/loss", "train/elbo", "train/recon_nll", "train/kl", "train/kl_weight",
+                "val/elbo", "val/recon_nll", "val/kl", "val/bits_per_dim", "val/active_units"):
+        assert tag in logged, tag
+    assert [s for s, _ in logged["train/elbo"]] == [2, 4, 6]
+    for (s, elbo), (_, rec), (_, kl) in zip(logged["train/elbo"], logged["train/recon_nll"], logged["train/kl"]):
+        assert elbo == pytest.approx(-(rec + kl), rel=1e-5, abs=1e-3), s
+    assert any(t.startswith("val_kl_per_dim/") for t in logged)
+
+
+def test_reported_elbo_ignores_the_kl_weight(tmp_path):
+    """beta changes the loss, not the ELBO: at step 1 (same parameters) the logged ELBO is identical."""
+    runs = {}
+    for beta in (1.0, 8.0):
+        cfg = compose_config([*TINY, f"kl.beta={beta}", "trainer.max_steps=1", "trainer.log_every=1"])
+        train(cfg, tmp_path / str(beta))
+        runs[beta] = scalars(tmp_path / str(beta))
+    assert runs[1.0]["train/elbo"] == runs[8.0]["train/elbo"]
+    assert runs[1.0]["train/loss"] != runs[8.0]["train/loss"]
+
+
+def test_mean_reduction_logs_effective_beta(tmp_path):
+    train(compose_config([*TINY, "loss.reduction=mean", "kl.beta=2"]), tmp_path)
+    logged = scalars(tmp_path)
+    assert logged["train/effective_beta"][0][1] == pytest.approx(2 * 64 * 64)
+
+
+def test_resume_reaches_the_same_parameters(tmp_path):
+    straight = compose_config([*TINY, "dataset.binarize=dynamic", "trainer.max_steps=10", "trainer.epochs=2"])
+    train(straight, tmp_path / "straight")
+    stopped = compose_config([*TINY, "dataset.binarize=dynamic", "trainer.max_steps=10", "trainer.epochs=2", "trainer.stop_at_step=4"])
+    assert train(stopped, tmp_path / "split")["status"] == "stopped"
+    stopped.resume = str(tmp_path / "split")
+    train(stopped, tmp_path / "split")
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 10
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    steps = [json.loads(l)["step"] for l in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 6, 9, 10]
+    assert [s for s, _ in scalars(tmp_path / "split")["train/elbo"]] == [2, 4, 6, 8, 10]
+
+
+def test_a_run_never_overwrites_another(tiny_run):
+    with pytest.raises(ConfigError, match="holds another run"):
+        train(compose_config(TINY), tiny_run[0])

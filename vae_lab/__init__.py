@@ -1,0 +1,1 @@
+"""vae_lab: configurable beta-VAE experiments with every ELBO term in nats per image."""

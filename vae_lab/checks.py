@@ -1,0 +1,62 @@
+"""Argument checks that turn a bad config value into one readable line."""
+import math
+from numbers import Real
+
+
+class ConfigError(ValueError):
+    """A config value that is not allowed; the message names the key, the value and what is allowed."""
+
+
+def _describe(value):
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def number(key, value, *, low=None, high=None, low_open=False, integer=False):
+    """Return `value` if it is a finite number in range, else raise ConfigError naming `key`."""
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, Real) and not isinstance(value, bool)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if ok:
+        ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"<= {high}")
+        allowed = f"{kind} {' and '.join(bounds)}" if bounds else f"a finite {kind[2:]}"
+        raise ConfigError(f"{key}={_describe(value)}: must be {allowed}")
+    return int(value) if integer else float(value)
+
+
+def positive_int(key, value):
+    return number(key, value, low=1, integer=True)
+
+
+def int_list(key, value, *, allow_empty=True):
+    """A list of positive integers (layer widths or channel counts)."""
+    items = list(value) if isinstance(value, (list, tuple)) or _is_listconfig(value) else None
+    if items is None or (not items and not allow_empty):
+        need = "a list of positive integers" + ("" if allow_empty else " with at least one entry")
+        raise ConfigError(f"{key}={_describe(value)}: must be {need}")
+    for v in items:
+        if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+            raise ConfigError(f"{key}={_describe(list(items))}: entries must be positive integers")
+    return [int(v) for v in items]
+
+
+def choice(key, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"{key}={_describe(value)}: must be one of {', '.join(map(str, allowed))}")
+    return value
+
+
+def _is_listconfig(value):
+    from omegaconf import ListConfig
+
+    return isinstance(value, ListConfig)

@@ -1,0 +1,41 @@
+"""The VAE and its ELBO, written once for every encoder, decoder, likelihood, prior and KL schedule."""
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class Terms(NamedTuple):
+    recon_ll: torch.Tensor  # (B,) log p(x|z), summed over pixels, nats
+    kl: torch.Tensor  # (B, D) KL per latent dimension, or (B, 1) when it does not split
+    mean: torch.Tensor  # (B, D) posterior mean
+    log_var: torch.Tensor  # (B, D) posterior log-variance
+    params: torch.Tensor  # (B, C, H, W) decoder output (raw parameters of p(x|z))
+
+    @property
+    def elbo(self):
+        """(B,) the ELBO per image, E_q[log p(x|z)] - KL(q(z|x) || p(z)), single-sample estimate."""
+        return self.recon_ll - self.kl.sum(1)
+
+
+class VAE(nn.Module):
+    def __init__(self, encoder, decoder, likelihood, prior):
+        super().__init__()
+        self.encoder, self.decoder, self.likelihood, self.prior = encoder, decoder, likelihood, prior
+
+    def forward(self, x, generator=None):
+        mean, log_var = self.encoder(x)
+        # Reparameterisation (Kingma & Welling 2014, eq. 10): z = mu + sigma * eps, eps ~ N(0, I)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        z = mean + (0.5 * log_var).exp() * eps
+        params = self.decoder(z)
+        return Terms(self.likelihood.log_prob(x, params), self.prior.kl(mean, log_var, z), mean, log_var, params)
+
+
+def objective(terms, kl_schedule, step, recon_scale=1.0):
+    """The loss minimised: mean over images of -log p(x|z) * recon_scale + the schedule's KL penalty.
+
+    recon_scale is 1 for loss.reduction=sum (the ELBO's own weighting) and 1/pixels for `mean`, which is
+    the same as multiplying the KL weight by the number of pixels.
+    """
+    return -terms.recon_ll.mean() * recon_scale + kl_schedule.penalty(terms.kl, step)

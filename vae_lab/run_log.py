@@ -1,0 +1,72 @@
+"""What a run records: TensorBoard scalars and images, metrics.jsonl and summary.json, in its directory."""
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+
+class RunLog:
+    def __init__(self, run_dir, purge_step=None):
+        self.dir = Path(run_dir)
+        # purge_step drops events at or after it, left by a run that stopped between logging and checkpointing
+        self.tb = SummaryWriter(log_dir=str(self.dir), purge_step=purge_step)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        if purge_step is not None and self.metrics_path.exists():
+            kept = [l for l in self.metrics_path.read_text().splitlines() if json.loads(l)["step"] < purge_step]
+            self.metrics_path.write_text("".join(l + "\n" for l in kept))
+
+    def scalars(self, prefix, values, step):
+        for name, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.tb.add_scalar(f"{prefix}/{name}", value, step)
+
+    def evaluation(self, prefix, figures, step, epoch):
+        """Scalars, per-dimension KL, and one line of metrics.jsonl."""
+        self.scalars(prefix, figures, step)
+        for j, v in enumerate(figures.get("kl_per_dim", [])):
+            self.tb.add_scalar(f"{prefix}_kl_per_dim/z{j}", v, step)
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps({"step": step, "epoch": epoch, **_finite(figures)}) + "\n")
+
+    def image_grid(self, tag, images, step, nrow=8, png=None):
+        grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, pad_value=0.5)
+        self.tb.add_image(tag, grid, step)
+        if png is not None:
+            Path(png).parent.mkdir(parents=True, exist_ok=True)
+            save_image(grid, png)
+
+    def summary(self, figures):
+        path = self.dir / "summary.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(_finite(figures), indent=2) + "\n")
+        tmp.replace(path)
+
+    def close(self):
+        self.tb.flush()
+        self.tb.close()
+
+
+def _finite(d):
+    """JSON has no NaN or Infinity: write them as strings so the file stays valid."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            v = str(v)
+        out[k] = v
+    return out
+
+
+@torch.no_grad()
+def reconstructions(model, x, generator=None):
+    """Inputs above their reconstructions (likelihood means), for make_grid with nrow = len(x)."""
+    terms = model(x, generator=generator)
+    return torch.cat([x, model.likelihood.mean(terms.params)])
+
+
+@torch.no_grad()
+def prior_samples(model, n, generator):
+    z = model.prior.sample(n, generator)
+    return model.likelihood.mean(model.decoder(z))
