@@ -119,8 +119,9 @@ def train(cfg, run_dir):
         return figures
 
     model.train()
-    acc = torch.zeros(4, device=device)  # running sums of loss, recon_ll, kl, kl_weight since the last log
-    acc_steps, train_s, order, order_epoch, figures = 0, 0.0, None, -1, None
+    acc = torch.zeros(3, device=device)  # running sums of loss, recon_ll, kl since the last log
+    acc_steps, weight_sum, window_images, order, order_epoch, figures = 0, 0.0, 0, None, -1, None
+    train_s = logged_train_s = 0.0  # seconds spent training (evaluation and checkpoints excluded)
     start_step, wall_start = step, time.perf_counter()
     bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
     tick = time.perf_counter()
@@ -135,22 +136,25 @@ def train(cfg, run_dir):
         loss.backward()
         optimizer.step()
         step += 1
-        acc += torch.stack([loss.detach(), terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean(),
-                            torch.tensor(float(kl_schedule.weight(step - 1)))])
-        acc_steps += 1
+        acc += torch.stack([loss.detach(), terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean()])
+        acc_steps, weight_sum, window_images = acc_steps + 1, weight_sum + kl_schedule.weight(step - 1), window_images + len(x)
         bar.update(1)
 
         if step % t.log_every == 0 or step == total:
-            loss_v, rec, kl, w = (acc / acc_steps).tolist()  # the only host sync between evaluations
+            loss_v, rec, kl = (acc / acc_steps).tolist()  # the only host sync between evaluations
             if not math.isfinite(loss_v):
                 raise ConfigError(f"training diverged at step {step}: loss {loss_v} (recon_nll {-rec}, kl {kl})")
-            scalars = {"loss": loss_v, "elbo": rec - kl, "recon_nll": -rec, "kl": kl, "kl_weight": w}
+            now = time.perf_counter()
+            train_s, tick = train_s + now - tick, now
+            w = weight_sum / acc_steps
+            scalars = {"loss": loss_v, "elbo": rec - kl, "recon_nll": -rec, "kl": kl, "kl_weight": w,
+                       "images_per_s": window_images / max(train_s - logged_train_s, 1e-9)}
             if recon_scale != 1.0:
                 scalars["effective_beta"] = w / recon_scale
             runlog.scalars("train", scalars, step)
             bar.set_postfix(elbo=f"{rec - kl:.1f}", recon=f"{-rec:.1f}", kl=f"{kl:.2f}", refresh=False)
             acc.zero_()
-            acc_steps = 0
+            acc_steps, weight_sum, window_images, logged_train_s = 0, 0.0, 0, train_s
         stopping = t.stop_at_step is not None and start_step < t.stop_at_step <= step < total
         if step % t.eval_every == 0 or step == total or step % t.checkpoint_every == 0 or stopping:
             train_s += time.perf_counter() - tick
