@@ -1,0 +1,262 @@
+"""Benchmark vae-train against a bare loop and the usual Dataset + DataLoader pipeline, in one process run.
+
+  python scripts/bench.py [--quick] [--device cpu|cuda]
+
+Prints one JSON object per measurement, then a table. Throughputs are medians over several timed windows
+after warm-up, measured in interleaved rounds so that machine noise hits every contender alike.
+"""
+import argparse
+import gzip
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from plain_loop import PlainConvVAE, PlainVAE, terms  # noqa: E402
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+from vae_lab.build import build  # noqa: E402
+from vae_lab.model import objective  # noqa: E402
+from vae_lab.train import CONFIG_DIR, build_model, train  # noqa: E402
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+RESULTS = []
+
+
+def emit(name, **figures):
+    RESULTS.append({"measurement": name, **figures})
+    print(json.dumps(RESULTS[-1]), flush=True)
+
+
+def config(overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def vae_train_window(cfg_overrides, steps, device):
+    """images/s of vae-train's own loop over `steps` steps after `steps` warm-up steps (from train/images_per_s)."""
+    cfg = config([*cfg_overrides, f"trainer.max_steps={2 * steps}", f"trainer.log_every={steps}",
+                  "trainer.eval_every=1000000", "trainer.checkpoint_every=1000000", "eval.max_images=100",
+                  f"device={device}", "trainer.epochs=1000"])
+    with tempfile.TemporaryDirectory() as run_dir:
+        train(cfg, Path(run_dir))
+        acc = EventAccumulator(run_dir)
+        acc.Reload()
+        return acc.Scalars("train/images_per_s")[1].value
+
+
+def bare_window(model, batches, steps):
+    """images/s of a hand-written loop: batches() yields input tensors; warm-up `steps`, then time `steps`."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    it = batches()
+    for phase in ("warm", "timed"):
+        images, t0 = 0, time.perf_counter()
+        for _ in range(steps):
+            x = next(it)
+            rec, kl = terms(model, x)
+            loss = (rec + kl).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            images += len(x)
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    return images / seconds
+
+
+def in_memory(x, batch_size=128, flatten=False):
+    def batches():
+        while True:
+            order = torch.randperm(x.shape[0], device=x.device)
+            for i in range(0, x.shape[0] - batch_size + 1, batch_size):
+                b = x[order[i : i + batch_size]]
+                yield b.flatten(1) if flatten else b
+    return batches
+
+
+def dataloader(root, device, flatten=False):
+    """pytorch/examples vae/main.py: torchvision dataset + ToTensor + DataLoader(shuffle=True)."""
+    import torchvision
+    from torchvision import transforms
+
+    ds = torchvision.datasets.FashionMNIST(root, train=True, download=False, transform=transforms.ToTensor())
+    loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True)
+
+    def batches():
+        while True:
+            for x, _ in loader:
+                x = x.to(device)
+                yield x.flatten(1) if flatten else x
+    return batches
+
+
+def torchvision_root():
+    root = Path(tempfile.mkdtemp()) / "tv"
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in Path(FMNIST).glob("*.gz"):
+        with gzip.open(f) as src, open(raw / f.stem, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return str(root)
+
+
+def throughput(name, overrides, bare_model, x_train, tv_root, rounds, steps, device, flatten):
+    ours, bare, loader = [], [], []
+    for _ in range(rounds):
+        torch.manual_seed(0)
+        bare.append(bare_window(bare_model().to(device), in_memory(x_train, flatten=flatten), steps))
+        if tv_root:
+            loader.append(bare_window(bare_model().to(device), dataloader(tv_root, device, flatten), steps))
+        ours.append(vae_train_window(overrides, steps, device))
+    fig = {"vae_train_images_per_s": statistics.median(ours), "bare_loop_images_per_s": statistics.median(bare),
+           "ratio_vs_bare": statistics.median(ours) / statistics.median(bare), "windows": rounds, "steps": steps}
+    if loader:
+        fig |= {"dataloader_images_per_s": statistics.median(loader),
+                "ratio_vs_dataloader": statistics.median(ours) / statistics.median(loader)}
+    emit(f"throughput/{name}", **fig)
+    return fig
+
+
+def flops_per_step(overrides, device):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = config(overrides)
+    data = build("dataset", cfg.dataset, device=device)
+    model = build_model(cfg, data).to(device)
+    schedule = build("kl", cfg.kl, total_steps=1)
+    x = data.batch("train", torch.arange(128, device=device))
+    with FlopCounterMode(display=False) as counter:
+        objective(model(x), schedule, 0).backward()
+    return counter.get_total_flops()
+
+
+def matmul_peak(device, n=2048, reps=10):
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = 0.0
+    for _ in range(reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+    return best
+
+
+def startup():
+    """Seconds from process start to the end of the first training step (and its checkpoint), vs importing torch."""
+    def wall(cmd):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as d:
+        torch_s = min(wall([py, "-c", "import torch"]) for _ in range(3))
+        bare_s = min(wall([py, "-c", "pass"]) for _ in range(3))
+        runs = []
+        for i in range(3):
+            runs.append(wall([py, "-m", "vae_lab.train", "dataset=fashion_mnist", "trainer.max_steps=2",
+                              "trainer.stop_at_step=1", "device=cpu", f"hydra.run.dir={d}/{i}"]))
+    first = min(runs)
+    emit("startup", to_first_step_s=first, torch_import_s=torch_s - bare_s,
+         beyond_torch_s=first - torch_s, target_beyond_torch_s=2.0)
+
+
+def sprites_memory(device):
+    code = f"""
+import time, torch
+from vae_lab.data.sprites import Sprites
+def hwm():  # peak resident set of this process (VmHWM; ru_maxrss would carry the parent's peak across exec)
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
+base = hwm()
+d = Sprites(device="{device}")
+built = hwm()
+order = d.epoch_order("train", 0, 0)
+t0 = time.perf_counter()
+n = 0
+for i in range(0, d.size("train"), 128):
+    x = d.batch("train", order[i:i + 128]); n += 1
+if x.is_cuda: torch.cuda.synchronize()
+s = time.perf_counter() - t0
+peak = hwm()
+print(base, built, peak, s, n)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    base, built, peak, seconds, batches = map(float, out)
+    emit("sprites_memory", torch_import_rss_mb=base, after_build_rss_mb=built, peak_rss_one_epoch_mb=peak,
+         epoch_assembly_s=seconds, ms_per_batch=1000 * seconds / batches, target_peak_mb=600)
+    return 1000 * seconds / batches
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter windows (about 2 minutes on 2 CPU cores)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    rounds, scale = (3, 1) if args.quick else (7, 3)
+    dev = args.device
+    emit("machine", device=torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({os.cpu_count()} cores)",
+         torch=torch.__version__, threads=torch.get_num_threads())
+
+    mlp = ["dataset=fashion_mnist", "latent_dim=20", "encoder.hidden=[512]", "decoder.hidden=[512]"]
+    cfg = config(mlp)
+    data = build("dataset", cfg.dataset, device=dev)
+    x_train = data.batch("train", torch.arange(data.size("train"), device=dev))
+    tv_root = torchvision_root()
+
+    fig_mlp = throughput("mlp_fashion_mnist", mlp, PlainVAE, x_train, tv_root, rounds, 100 * scale, dev, True)
+    fig_conv = throughput("conv_keras_tutorial", ["experiment=keras_tutorial", "dataset=fashion_mnist"],
+                          PlainConvVAE, x_train, tv_root, rounds, 20 * scale, dev, False)
+    sprites = build("dataset", config([]).dataset, device=dev)
+    idx = sprites.epoch_order("train", 0, 0)
+
+    def sprite_batches():
+        while True:
+            for i in range(0, len(idx) - 127, 128):
+                yield sprites.batch("train", idx[i : i + 128]).flatten(1)
+    ours, bare = [], []
+    for _ in range(rounds):
+        bare.append(bare_window(PlainVAE(pixels=4096, latent=10).to(dev), sprite_batches, 20 * scale))
+        ours.append(vae_train_window([], 20 * scale, dev))
+    fig_sprites = {"vae_train_images_per_s": statistics.median(ours), "bare_loop_images_per_s": statistics.median(bare),
+                   "ratio_vs_bare": statistics.median(ours) / statistics.median(bare)}
+    emit("throughput/sprites_default", **fig_sprites)
+
+    peak = matmul_peak(dev)
+    for name, overrides, fig in (("mlp_fashion_mnist", mlp, fig_mlp),
+                                 ("conv_keras_tutorial", ["experiment=keras_tutorial", "dataset=fashion_mnist"], fig_conv),
+                                 ("sprites_default", [], fig_sprites)):
+        flops = flops_per_step(overrides, dev)
+        achieved = flops * fig["vae_train_images_per_s"] / 128
+        emit(f"gflops/{name}", gflop_per_step=flops / 1e9, achieved_gflops=achieved / 1e9,
+             matmul_peak_gflops=peak / 1e9, fraction_of_peak=achieved / peak)
+
+    assembly_ms = sprites_memory(dev)
+    step_ms = 1000 * 128 / fig_sprites["vae_train_images_per_s"]
+    emit("sprites_data_share", assembly_ms_per_batch=assembly_ms, step_ms=step_ms, share=assembly_ms / step_ms)
+    if dev == "cpu":
+        startup()
+
+    print("\n| measurement | figure |\n|---|---|")
+    for r in RESULTS:
+        for k, v in r.items():
+            if k != "measurement":
+                print(f"| {r['measurement']} {k} | {v:.3g} |" if isinstance(v, float) else f"| {r['measurement']} {k} | {v} |")
+
+
+if __name__ == "__main__":
+    main()
