@@ -24,11 +24,11 @@ class VAE(nn.Module):
         self.encoder, self.decoder, self.likelihood, self.prior = encoder, decoder, likelihood, prior
 
     def forward(self, x, generator=None):
-        mean, log_var = self.encoder(x)
+        mean, log_var = (t.float() for t in self.encoder(x))  # ELBO terms in fp32 even under bf16 autocast
         # Reparameterisation (Kingma & Welling 2014, eq. 10): z = mu + sigma * eps, eps ~ N(0, I)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + (0.5 * log_var).exp() * eps
-        params = self.decoder(z)
+        params = self.decoder(z).float()
         return Terms(self.likelihood.log_prob(x, params), self.prior.kl(mean, log_var, z), mean, log_var, params)
 
 

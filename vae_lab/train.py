@@ -35,6 +35,8 @@ def check_root(cfg):
         number("trainer.max_steps", t.max_steps, low=0, integer=True)
     if t.stop_at_step is not None:
         number("trainer.stop_at_step", t.stop_at_step, low=1, integer=True)
+    choice("trainer.precision", t.precision, ("fp32", "bf16"))
+    choice("trainer.compile", t.compile, (False, True))
     for key in ("batch_size", "eval_every", "log_every", "checkpoint_every"):
         positive_int(f"trainer.{key}", t[key])
     if cfg.eval.max_images is not None:
@@ -119,6 +121,9 @@ def train(cfg, run_dir):
         return figures
 
     model.train()
+    # Opt-in speed-ups, off by default; scripts/bench.py measures them against the fp32 eager step.
+    step_model = torch.compile(model) if t.compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     acc = torch.zeros(3, device=device)  # running sums of loss, recon_ll, kl since the last log
     acc_steps, weight_sum, window_images, order, order_epoch, figures = 0, 0.0, 0, None, -1, None
     train_s = logged_train_s = 0.0  # seconds spent training (evaluation and checkpoints excluded)
@@ -130,8 +135,9 @@ def train(cfg, run_dir):
         if epoch != order_epoch:
             order, order_epoch = data.epoch_order("train", epoch, cfg.seed), epoch
         x = data.batch("train", order[i * t.batch_size : (i + 1) * t.batch_size], generators["binarize"])
-        terms = model(x, generators["noise"])
-        loss = objective(terms, kl_schedule, step, recon_scale)
+        with autocast:
+            terms = step_model(x, generators["noise"])
+            loss = objective(terms, kl_schedule, step, recon_scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

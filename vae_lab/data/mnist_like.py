@@ -1,0 +1,72 @@
+"""MNIST and Fashion-MNIST: the four IDX files read into uint8 tensors; a seeded validation split of the 60k."""
+from pathlib import Path
+
+import torch
+
+from vae_lab.checks import ConfigError, number
+from vae_lab.data.base import TensorImageData
+from vae_lab.data.idx import read_idx
+
+FILES = {
+    ("train", "images"): "train-images-idx3-ubyte", ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte", ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+
+
+class MNISTLike(TensorImageData):
+    """Looks in `data_dir/<name>/raw` (torchvision's layout), then `offline_dirs`, then downloads via torchvision."""
+
+    name = ""
+    offline_dirs: tuple = ()
+    how_to_get = ""
+
+    def __init__(self, data_dir="data", download=True, val_size=5000, binarize="none", seed=0, device="cpu"):
+        raw = Path(data_dir) / self.name / "raw"
+        found = self._find(raw)
+        if found is None and download:
+            found = self._download(Path(data_dir), raw)
+        if found is None:
+            raise ConfigError(
+                f"dataset: no {self.name} files in {raw} (looked for {', '.join(FILES.values())}, .gz or not); "
+                f"put the four IDX files there{self.how_to_get}, or set dataset.download=true with internet access")
+        arrays = {key: read_idx(path) for key, path in found.items()}
+        train_x, train_y = arrays["train", "images"], arrays["train", "labels"]
+        val_size = int(number("val_size", val_size, low=1, high=len(train_x) - 1, integer=True))
+        perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(int(seed))).numpy()
+        val, train = perm[:val_size], perm[val_size:]
+        images = {"train": train_x[train], "val": train_x[val], "test": arrays["test", "images"]}
+        labels = {"train": train_y[train], "val": train_y[val], "test": arrays["test", "labels"]}
+        super().__init__({k: v[:, None] for k, v in images.items()}, labels, binarize=binarize, seed=seed, device=device)
+
+    def _find(self, raw):
+        for folder in (raw, *map(Path, self.offline_dirs)):
+            found = {}
+            for key, stem in FILES.items():
+                path = next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+                if path is None:
+                    break
+                found[key] = path
+            else:
+                return found
+        return None
+
+    def _download(self, root, raw):
+        import torchvision
+
+        try:
+            getattr(torchvision.datasets, self.name)(str(root), train=True, download=True)
+        except Exception as e:  # no network, proxy, disk full: reported below with the directory looked in
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(f"dataset: no {self.name} files in {raw} and the download failed ({first}); "
+                              f"put the four IDX files there{self.how_to_get}") from None
+        return self._find(raw)
+
+
+class MNIST(MNISTLike):
+    name = "MNIST"
+
+
+class FashionMNIST(MNISTLike):
+    name = "FashionMNIST"
+    offline_dirs = ("/usr/share/datasets/fashion-mnist",)
+    how_to_get = " (or, on Debian/Ubuntu: apt-get install dataset-fashion-mnist)"
