@@ -16,8 +16,10 @@ from tqdm import tqdm
 from vae_lab import checkpoint
 from vae_lab.build import build
 from vae_lab.checks import ConfigError, choice, number, positive_int
+from vae_lab.diagnostics import CollapseWatch
 from vae_lab.metrics import evaluate
 from vae_lab.model import VAE, objective
+from vae_lab.priors import MC_KL_NOTE
 from vae_lab.run_log import RunLog, prior_samples, reconstructions
 
 log = logging.getLogger("vae_lab")
@@ -42,6 +44,8 @@ def check_root(cfg):
     if cfg.eval.max_images is not None:
         positive_int("eval.max_images", cfg.eval.max_images)
     positive_int("eval.batch_size", cfg.eval.batch_size)
+    number("eval.iwae_k", cfg.eval.get("iwae_k", 0), low=0, integer=True)
+    positive_int("eval.collapse_patience", cfg.eval.get("collapse_patience", 2))
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda: no CUDA device is available here; use device=auto or device=cpu")
 
@@ -51,9 +55,11 @@ def build_model(cfg, data):
         encoder=build("encoder", cfg.encoder, in_shape=data.shape, latent_dim=cfg.latent_dim),
         decoder=build("decoder", cfg.decoder, out_shape=data.shape, latent_dim=cfg.latent_dim),
         likelihood=build("likelihood", cfg.likelihood, shape=data.shape),
-        prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim),
+        prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim, in_shape=data.shape),
     )
     model.likelihood.check_data(*data.value_range)
+    if not model.prior.analytic_kl:
+        log.info("prior %s: %s", type(model.prior).__name__, MC_KL_NOTE)
     return model
 
 
@@ -100,6 +106,8 @@ def train(cfg, run_dir):
     if cfg.loss.reduction == "mean":
         warn_mean_reduction(kl_schedule.beta, data.num_pixels)
 
+    collapse_watch = CollapseWatch(cfg.eval.get("collapse_patience", 2))
+
     def save(name):
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                  "best_elbo": best_elbo, "rng": checkpoint.rng_state(generators)}
@@ -107,8 +115,10 @@ def train(cfg, run_dir):
 
     def validate():
         nonlocal best_elbo
-        figures = evaluate(model, data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed)
+        figures = evaluate(model, data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed,
+                           iwae_k=cfg.eval.get("iwae_k", 0))
         runlog.evaluation("val", figures, step, epoch=step / steps_per_epoch)
+        collapse_watch.update(figures, step)
         g = torch.Generator(device=device).manual_seed(cfg.seed)
         x = data.batch("val", torch.arange(min(8, data.size("val")), device=device), g)
         runlog.image_grid("val/reconstructions", reconstructions(model, x, g), step, nrow=len(x),
