@@ -11,9 +11,11 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 @torch.no_grad()
-def evaluate(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_k=0, iwae_chunk=4096):
+def evaluate(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_k=0, iwae_chunk=4096,
+             mi_images=None):
     """ELBO terms and diagnostics over the first `max_images` of `split` (all if None), with a fixed seed for z
-    and binarisation. The IWAE bound, when iwae_k > 0, is computed on the same images.
+    and binarisation. The IWAE bound, when iwae_k > 0, is computed on the same images; the mutual information on
+    the first `mi_images` of them (all if None; its cost grows as their square, and it never exceeds log mi_images).
 
     Returns elbo, recon_nll, kl, bits_per_dim, kl_per_dim (list, nats), kl_per_dim_sorted ([[dim, kl], ...]),
     posterior_mean_var (list), active_units, mutual_information, collapse, collapse_reason, images; iwae_nll and
@@ -55,7 +57,8 @@ def evaluate(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_
         "kl_per_dim_sorted": sorted_kl(kl_per_dim),
         "posterior_mean_var": means.var(0).tolist() if n > 1 else [0.0] * means.shape[1],
         "active_units": active,
-        "mutual_information": mutual_information(means, log_vars, g),
+        "mutual_information": mutual_information(means[:mi_images], log_vars[:mi_images], g),
+        "mi_images": min(n, mi_images or n),
         "collapse": verdict,
         "collapse_reason": reason,
         "images": n,

@@ -24,11 +24,28 @@ class RunLog:
 
     def evaluation(self, prefix, figures, step, epoch):
         """Scalars, per-dimension KL, and one line of metrics.jsonl."""
+        self.figures(prefix, figures, step)
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps({"step": step, "epoch": epoch, **_finite(figures)}) + "\n")
+
+    def figures(self, prefix, figures, step):
+        """Scalars and per-dimension KL to TensorBoard only."""
         self.scalars(prefix, figures, step)
         for j, v in enumerate(figures.get("kl_per_dim", [])):
             self.tb.add_scalar(f"{prefix}_kl_per_dim/z{j}", v, step)
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"step": step, "epoch": epoch, **_finite(figures)}) + "\n")
+
+    def plot(self, tag, fig, step, png=None):
+        """A matplotlib Figure as a TensorBoard image and, given `png`, a PNG file."""
+        import numpy as np
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+        self.tb.add_image(tag, rgb, step, dataformats="HWC")
+        if png is not None:
+            Path(png).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(png)
 
     def image_grid(self, tag, images, step, nrow=8, png=None):
         from torchvision.utils import make_grid, save_image  # imported here: torchvision adds ~1.5 s to start-up
@@ -39,8 +56,9 @@ class RunLog:
             Path(png).parent.mkdir(parents=True, exist_ok=True)
             save_image(grid, png)
 
-    def summary(self, figures):
-        path = self.dir / "summary.json"
+    def summary(self, figures, name="summary.json"):
+        """`figures` as JSON in the run directory, written atomically."""
+        path = self.dir / name
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(_finite(figures), indent=2) + "\n")
         tmp.replace(path)

@@ -20,7 +20,8 @@ from vae_lab.diagnostics import CollapseWatch
 from vae_lab.metrics import evaluate
 from vae_lab.model import VAE, objective
 from vae_lab.priors import MC_KL_NOTE
-from vae_lab.run_log import RunLog, prior_samples, reconstructions
+from vae_lab.pictures import log_pictures
+from vae_lab.run_log import RunLog
 
 log = logging.getLogger("vae_lab")
 
@@ -45,6 +46,8 @@ def check_root(cfg):
         positive_int("eval.max_images", cfg.eval.max_images)
     positive_int("eval.batch_size", cfg.eval.batch_size)
     number("eval.iwae_k", cfg.eval.get("iwae_k", 0), low=0, integer=True)
+    if cfg.eval.get("mi_images", 1000) is not None:
+        positive_int("eval.mi_images", cfg.eval.get("mi_images"))
     positive_int("eval.collapse_patience", cfg.eval.get("collapse_patience", 2))
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda: no CUDA device is available here; use device=auto or device=cpu")
@@ -116,15 +119,10 @@ def train(cfg, run_dir):
     def validate():
         nonlocal best_elbo
         figures = evaluate(model, data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed,
-                           iwae_k=cfg.eval.get("iwae_k", 0))
+                           iwae_k=cfg.eval.get("iwae_k", 0), mi_images=cfg.eval.get("mi_images", 1000))
         runlog.evaluation("val", figures, step, epoch=step / steps_per_epoch)
         collapse_watch.update(figures, step)
-        g = torch.Generator(device=device).manual_seed(cfg.seed)
-        x = data.batch("val", torch.arange(min(8, data.size("val")), device=device), g)
-        runlog.image_grid("val/reconstructions", reconstructions(model, x, g), step, nrow=len(x),
-                          png=run_dir / "figures" / "reconstructions.png")
-        runlog.image_grid("val/prior_samples", prior_samples(model, 64, g), step,
-                          png=run_dir / "figures" / "prior_samples.png")
+        log_pictures(runlog, model, data, "val", figures, step, run_dir / "figures", seed=cfg.seed, plots=False)
         if figures["elbo"] > best_elbo:
             best_elbo = figures["elbo"]
             save("best.pt")
