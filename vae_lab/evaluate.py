@@ -38,7 +38,10 @@ def options(argv):
         key = getattr(e, "full_key", None) or ""
         if "Missing mandatory value" in str(e):
             raise ConfigError("run: required; give the run directory, e.g. vae-eval run=outputs/runs/<date>/<time>") from None
-        raise ConfigError(f"{key}: {str(e).splitlines()[0]} (keys: {', '.join(_keys(base))})") from None
+        raise ConfigError(f"{key}: {str(e).splitlines()[0]} (keys: {', '.join(_keys(OmegaConf.to_container(base)))})") from None
+    for key, node in base.items_ex(resolve=False):
+        if OmegaConf.is_dict(node) and not OmegaConf.is_dict(opts[key]):
+            raise ConfigError(f"{key}={opts[key]}: {key} holds keys; set them one by one, e.g. {key}.{next(iter(node))}=...")
     choice("checkpoint", opts.checkpoint, ("last", "best"))
     choice("device", opts.device, ("auto", "cpu", "cuda"))
     if opts.max_images is not None:
@@ -54,9 +57,9 @@ def options(argv):
     return opts
 
 
-def _keys(cfg, prefix=""):
-    for k, v in cfg.items():
-        yield from (_keys(v, f"{prefix}{k}.") if OmegaConf.is_dict(v) else [f"{prefix}{k}"])
+def _keys(tree, prefix=""):
+    for k, v in tree.items():
+        yield from (_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"])
 
 
 def load_run(opts):
