@@ -20,7 +20,6 @@ from vae_lab.metrics import evaluate
 from vae_lab.run_log import RunLog
 from vae_lab.train import CONFIG_DIR, build_model
 
-log = logging.getLogger("vae_lab")
 PROG = "vae-eval"
 
 
