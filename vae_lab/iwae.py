@@ -7,7 +7,7 @@ from vae_lab.priors import normal_log_prob
 
 
 @torch.no_grad()
-def log_weights(model, x, k, generator=None, chunk=4096):
+def log_weights(model, x, k, generator=None, chunk=16384):
     """(B, k) float64 log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q(z|x) (Burda et al. 2016, eq. 8).
 
     Samples are drawn `chunk // B` at a time (at least one), so at most max(chunk, B) codes are decoded at once.
@@ -28,7 +28,7 @@ def log_weights(model, x, k, generator=None, chunk=4096):
     return torch.cat(out, 1)
 
 
-def iwae_nll(model, x, k, generator=None, chunk=4096):
+def iwae_nll(model, x, k, generator=None, chunk=16384):
     """(B,) float64: -log (1/k sum_i w_i), the k-sample IWAE bound on -log p(x), in nats per image.
 
     Its expectation decreases with k towards -log p(x) (Burda et al. 2016, Theorem 1); k = 1 is -ELBO.
