@@ -11,7 +11,7 @@ from vae_lab.checks import ConfigError
 
 log = logging.getLogger("vae_lab")
 
-MAX_NAME = 200  # bytes; file systems allow 255 per path component
+MAX_NAME = 240  # bytes; file systems allow 255 per path component
 
 
 def job_subdir(name, seed):
