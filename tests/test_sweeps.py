@@ -59,6 +59,19 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(basic_sweep):
     assert "1 completed, 1 failed; compare with: vae-compare" in out.stdout + out.stderr
 
 
+def test_vae_compare_reads_the_sweep(basic_sweep):
+    sweep_dir, _ = basic_sweep
+    out = subprocess.run(["vae-compare", str(sweep_dir), "--sort", "elbo", "--desc"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    header, _, good, bad, footer, *wrote = out.stdout.splitlines()
+    assert header.split()[:3] == ["optimizer.lr", "status", "val/elbo"]
+    assert good.split()[:2] == ["0.001", "completed"] and float(good.split()[2]) < 0
+    assert bad.split()[:2] == ["1e+30", "failed"] and "training diverged at step" in bad
+    assert footer == "2 runs: 1 completed, 1 failed"
+    assert wrote[0] == f"wrote {sweep_dir / 'rate_distortion.png'}" and (sweep_dir / "rate_distortion.png").is_file()
+
+
 def test_each_run_is_one_hparams_session(basic_sweep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import metadata

@@ -138,7 +138,7 @@ def fmt(value):
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.2f}" if abs(value) >= 100 else f"{value:.4g}"
+        return f"{value:.2f}" if 100 <= abs(value) < 1e6 else f"{value:.4g}"
     return str(value)
 
 
@@ -287,6 +287,8 @@ def main(argv=None):
 
 def compare(args):
     runs = [Run(p) for p in find_runs(args.paths)]
+    swept = differing(runs)
+    runs.sort(key=lambda r: [_sort_key(r.overrides.get(k)) for k in swept])  # 2 before 10
     total = len(runs)
     for expression in args.filter:
         runs = keep(runs, expression)
@@ -299,8 +301,8 @@ def compare(args):
     table = rows(runs, cols, Path(root))
     print(text_table(cols, table))
     statuses = [r.values.get("status") for r in runs]
-    counts = ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys(statuses))
-    print(f"{len(runs)} runs" + (f" of {total}" if len(runs) != total else "") + (f": {counts}" if runs else ""))
+    counts = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
+    print(f"{len(runs)} runs" + (f" of {total}" if args.filter else "") + (f": {counts}" if runs else ""))
     for option, render in (("csv", csv_table), ("markdown", markdown_table)):
         if getattr(args, option):
             Path(getattr(args, option)).write_text(render(cols, table))
