@@ -215,6 +215,7 @@ def rate_distortion(plt, runs, keys, path):
         for r, x, y in zip(runs, rate, dist):
             ax.annotate(label(r, keys), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     best = min(x + y for x, y in zip(rate, dist))
+    ax.margins(x=0.25 if len(runs) <= 40 else 0.05, y=0.08)  # room for the labels
     xlim, ylim = ax.get_xlim(), ax.get_ylim()
     ax.plot(xlim, [best - xlim[0], best - xlim[1]], "--", color="grey", lw=0.8, label=f"best ELBO: R + D = {best:.2f}")
     ax.set(xlim=xlim, ylim=ylim, xlabel="rate: KL (nats per image)",
