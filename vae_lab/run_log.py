@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 
@@ -63,9 +64,56 @@ class RunLog:
         tmp.write_text(json.dumps(_finite(figures), indent=2) + "\n")
         tmp.replace(path)
 
+    def hparams(self, cfg, status="completed"):
+        """The run's config as one session of TensorBoard's HParams tab, written into this run's own event file
+        (SummaryWriter.add_hparams would add a sub-run per call). The tab's metrics are the run's own val/* scalars,
+        whose last values are the final figures; no experiment summary is written, so the tab takes the union
+        of every run's hyper-parameters instead of one run's."""
+        from tensorboard.plugins.hparams.api_pb2 import Status
+        from torch.utils.tensorboard.summary import hparams
+
+        _, start, end = hparams(flat_hparams(cfg), {})
+        end.value[0].metadata.plugin_data.content = _session_end(
+            Status.Value("STATUS_SUCCESS" if status == "completed" else "STATUS_FAILURE"))
+        writer = self.tb._get_file_writer()
+        writer.add_summary(start)
+        writer.add_summary(end)
+
     def close(self):
         self.tb.flush()
         self.tb.close()
+
+
+NOT_HPARAMS = {"data_dir", "resume", "objective", "trainer.log_every", "trainer.eval_every",
+               "trainer.checkpoint_every", "eval.batch_size"}  # where and how often, not what is trained
+
+
+def flat_hparams(cfg):
+    """{dotted key: value} of the resolved config; a node with `_target_` shows as its option name (`encoder: mlp`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    out = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                if "_target_" in value:
+                    out[path] = choices.get(path) or str(value["_target_"]).rsplit(".", 1)[-1]
+                walk({k: v for k, v in value.items() if not k.startswith("_")}, path + ".")
+            elif path not in NOT_HPARAMS and value is not None:
+                out[path] = value if isinstance(value, (int, float, str)) else str(value)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def _session_end(status):
+    from tensorboard.plugins.hparams.metadata import PLUGIN_DATA_VERSION
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+
+    return HParamsPluginData(session_end_info=SessionEndInfo(status=status), version=PLUGIN_DATA_VERSION).SerializeToString()
 
 
 def _finite(d):

@@ -10,10 +10,11 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from vae_lab import checkpoint
+from vae_lab import checkpoint, sweep
 from vae_lab.build import build
 from vae_lab.checks import ConfigError, choice, number, positive_int
 from vae_lab.diagnostics import CollapseWatch
@@ -22,6 +23,7 @@ from vae_lab.model import VAE, objective
 from vae_lab.priors import MC_KL_NOTE
 from vae_lab.pictures import log_pictures
 from vae_lab.run_log import RunLog
+from vae_lab.threads import set_threads
 
 log = logging.getLogger("vae_lab")
 
@@ -32,6 +34,7 @@ def check_root(cfg):
     number("seed", cfg.seed, low=0, integer=True)
     choice("device", cfg.device, ("auto", "cpu", "cuda"))
     choice("loss.reduction", cfg.loss.reduction, ("sum", "mean"))
+    choice("objective", cfg.objective, ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units"))
     t = cfg.trainer
     number("trainer.epochs", t.epochs, low=0, integer=True)
     if t.max_steps is not None:
@@ -193,6 +196,7 @@ def train(cfg, run_dir):
                "wall_s": time.perf_counter() - wall_start,
                "images_per_s": images / train_s if train_s > 0 else 0.0, "run_dir": str(run_dir)}
     runlog.summary(summary)
+    runlog.hparams(cfg)
     runlog.close()
     return summary
 
@@ -218,17 +222,26 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")  # configs/ at
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg):
+    if HydraConfig.get().mode == RunMode.MULTIRUN:  # a failed job is recorded in its summary.json; the sweep goes on
+        summary = sweep.run_job(run, cfg, HydraConfig.get().runtime.output_dir)
+    else:
+        try:
+            summary = run(cfg)
+        except ConfigError as e:
+            raise SystemExit(f"vae-train: error: {e}")
+    return summary.get(cfg.objective)  # what a sweeper such as hydra/sweeper=optuna optimises
+
+
+def run(cfg):
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        if cfg.resume is not None:
-            cfg = resumed_config(cfg)
-            run_dir = Path(cfg.resume)
-        summary = train(cfg, run_dir)
-    except ConfigError as e:
-        raise SystemExit(f"vae-train: error: {e}")
+    set_threads(cfg.threads, HydraConfig.get().launcher)
+    if cfg.resume is not None:
+        cfg = resumed_config(cfg)
+        run_dir = Path(cfg.resume)
+    summary = train(cfg, run_dir)
     if summary["status"] == "completed":
         report(summary)
-    return summary.get("elbo")
+    return summary
 
 
 def resumed_config(cfg):
