@@ -240,9 +240,10 @@ def diverged_message(problem, run_dir):
     return f"{problem}; {kept}. Lower optimizer.lr, or set trainer.nonfinite=skip to drop such steps"
 
 
-def _first_line(error):
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+def _first_line(error, limit=240):
+    """The error's message on one line (torch's state-dict errors put the useful part on their second line)."""
+    text = " ".join(line.strip() for line in str(error).strip().splitlines()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def warn_mean_reduction(beta, pixels):
