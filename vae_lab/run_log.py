@@ -14,9 +14,11 @@ class RunLog:
         # purge_step drops events at or after it, left by a run that stopped between logging and checkpointing
         self.tb = SummaryWriter(log_dir=str(self.dir), purge_step=purge_step)
         self.metrics_path = self.dir / "metrics.jsonl"
-        if purge_step is not None and self.metrics_path.exists():
-            kept = [l for l in self.metrics_path.read_text().splitlines() if json.loads(l)["step"] < purge_step]
-            self.metrics_path.write_text("".join(l + "\n" for l in kept))
+        if purge_step is not None:  # resuming: the run has no final status until it ends again
+            (self.dir / "summary.json").unlink(missing_ok=True)
+            if self.metrics_path.exists():
+                kept = [l for l in self.metrics_path.read_text().splitlines() if _step(l) < purge_step]
+                _write_atomic(self.metrics_path, "".join(l + "\n" for l in kept))
 
     def scalars(self, prefix, values, step):
         for name, value in values.items():
@@ -25,11 +27,28 @@ class RunLog:
 
     def evaluation(self, prefix, figures, step, epoch):
         """Scalars, per-dimension KL, and one line of metrics.jsonl."""
+        self.figures(prefix, figures, step)
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps({"step": step, "epoch": epoch, **_finite(figures)}) + "\n")
+
+    def figures(self, prefix, figures, step):
+        """Scalars and per-dimension KL to TensorBoard only."""
         self.scalars(prefix, figures, step)
         for j, v in enumerate(figures.get("kl_per_dim", [])):
             self.tb.add_scalar(f"{prefix}_kl_per_dim/z{j}", v, step)
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"step": step, "epoch": epoch, **_finite(figures)}) + "\n")
+
+    def plot(self, tag, fig, step, png=None):
+        """A matplotlib Figure as a TensorBoard image and, given `png`, a PNG file."""
+        import numpy as np
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+        self.tb.add_image(tag, rgb, step, dataformats="HWC")
+        if png is not None:
+            Path(png).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(png)
 
     def image_grid(self, tag, images, step, nrow=8, png=None):
         from torchvision.utils import make_grid, save_image  # imported here: torchvision adds ~1.5 s to start-up
@@ -40,11 +59,12 @@ class RunLog:
             Path(png).parent.mkdir(parents=True, exist_ok=True)
             save_image(grid, png)
 
-    def summary(self, figures):
-        path = self.dir / "summary.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(_finite(figures), indent=2) + "\n")
-        tmp.replace(path)
+    def summary(self, figures, name="summary.json"):
+        """`figures` as JSON in the run directory, written atomically."""
+        _write_atomic(self.dir / name, json.dumps(_finite(figures), indent=2) + "\n")
+
+    def flush(self):
+        self.tb.flush()
 
     def hparams(self, cfg, status="completed"):
         """The run's config as one session of TensorBoard's HParams tab, written into this run's own event file
@@ -96,6 +116,20 @@ def _session_end(status):
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
 
     return HParamsPluginData(session_end_info=SessionEndInfo(status=status), version=PLUGIN_DATA_VERSION).SerializeToString()
+
+
+def _step(line):
+    """The step of a metrics.jsonl line; a line torn by a kill mid-write counts as after every step."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+def _write_atomic(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _finite(d):
