@@ -61,6 +61,12 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(basic_sweep):
     assert "1 completed, 1 diverged, 1 failed; compare with: vae-compare" in out.stdout + out.stderr
 
 
+def test_jobs_stopped_by_stop_at_step_do_not_end_the_sweep(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    multirun(["trainer.stop_at_step=3", "kl.beta=1,4"], sweep_dir)
+    assert sorted((s["status"], s["steps"]) for s in summaries(sweep_dir).values()) == [("stopped", 3)] * 2
+
+
 def test_vae_compare_reads_the_sweep(basic_sweep):
     sweep_dir, _ = basic_sweep
     out = subprocess.run(["vae-compare", str(sweep_dir), "--sort", "elbo", "--desc"], capture_output=True, text=True,
