@@ -14,6 +14,15 @@ FAST = ["trainer.max_steps=6", "trainer.batch_size=32", "trainer.log_every=2", "
         "dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64", "kl.midpoint=0.5", "kl.width=0.1"]
 
 
+def components(root):
+    sys.path.insert(0, str(root))
+    try:
+        from my_ext import components
+    finally:
+        sys.path.remove(str(root))
+    return components
+
+
 def blocks(text):
     """(language, body) of every fenced block of a Markdown page."""
     return re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.S | re.M)
@@ -51,15 +60,11 @@ def test_the_pages_command_trains_with_the_new_options(package):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 6
     config = (run / ".hydra" / "config.yaml").read_text()
-    for target in ("ResMLPEncoder", "StudentT", "MixturePrior", "Sigmoid", "Bars"):
+    for target in ("ResMLPEncoder", "StudentT", "LaplacePrior", "Sigmoid", "Bars"):
         assert f"_target_: my_ext.components.{target}" in config, target
 
     # train/kl_weight is the mean of w(step) over each logging window: the Sigmoid schedule's values
-    sys.path.insert(0, str(root))
-    try:
-        from my_ext.components import Sigmoid
-    finally:
-        sys.path.remove(str(root))
+    Sigmoid = components(root).Sigmoid
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run))
@@ -68,3 +73,16 @@ def test_the_pages_command_trains_with_the_new_options(package):
     logged = [(e.step, e.value) for e in acc.Scalars("train/kl_weight")]
     assert logged and all(v == pytest.approx((schedule.weight(s - 2) + schedule.weight(s - 1)) / 2, rel=1e-6)
                           for s, v in logged)
+
+
+def test_the_pages_laplace_kl_matches_monte_carlo(package):
+    import torch
+
+    prior = components(package[0]).LaplacePrior(latent_dim=3, scale=0.7)
+    mean, log_var = torch.tensor([[0.3, -1.2, 2.0]]), torch.tensor([[-1.0, 0.5, -3.0]])
+    q = torch.distributions.Normal(mean, (0.5 * log_var).exp())
+    z = q.sample((200_000,)).squeeze(1)  # (N, 3)
+    monte_carlo = (q.log_prob(z).squeeze(1) - torch.distributions.Laplace(0.0, 0.7).log_prob(z)).mean(0)
+    assert torch.allclose(prior.kl(mean, log_var, None)[0], monte_carlo, atol=0.01)
+    samples = prior.sample(100_000, torch.Generator().manual_seed(0))
+    assert samples.abs().mean().item() == pytest.approx(0.7, rel=0.02)  # E|z| = b under Laplace(0, b)

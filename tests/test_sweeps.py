@@ -34,16 +34,17 @@ def job(sweep_dir, override):
 
 @pytest.fixture(scope="module")
 def basic_sweep(tmp_path_factory):
-    """A sweep through Hydra's basic launcher whose first job diverges (loss nan); tests/test_compare.py reads it too."""
+    """A sweep through Hydra's basic launcher: the first job diverges (loss nan), the second fails (torch's Adam
+    refuses lr=-1), the third completes."""
     sweep_dir = tmp_path_factory.mktemp("basic") / "sweep"
-    out = multirun(["optimizer.lr=1e30,1e-3", "kl.beta=2", "seed=3"], sweep_dir)
+    out = multirun(["optimizer.lr=1e30,-1,1e-3", "kl.beta=2", "seed=3"], sweep_dir)
     return sweep_dir, out
 
 
 def test_jobs_are_named_by_their_overrides_then_seed(basic_sweep):
     sweep_dir, _ = basic_sweep
     names = sorted(summaries(sweep_dir))
-    assert len(names) == 2
+    assert len(names) == 3
     for name in names:
         experiment, seed = name.split("/")
         assert seed == "seed=3" and "kl.beta=2,latent_dim=4,optimizer.lr=" in experiment
@@ -53,10 +54,17 @@ def test_jobs_are_named_by_their_overrides_then_seed(basic_sweep):
 
 def test_a_failed_job_is_recorded_and_the_sweep_goes_on(basic_sweep):
     sweep_dir, out = basic_sweep
-    bad, good = job(sweep_dir, "optimizer.lr=1e+30"), job(sweep_dir, "optimizer.lr=0.001")
-    assert bad["status"] == "failed" and bad["error"].startswith("training diverged at step")
+    diverged, bad, good = (job(sweep_dir, f"optimizer.lr={lr}") for lr in ("1e+30", "-1", "0.001"))
+    assert diverged["status"] == "diverged" and "Lower optimizer.lr" in diverged["message"]
+    assert bad["status"] == "failed" and bad["error"].startswith("optimizer: Invalid learning rate: -1")
     assert good["status"] == "completed" and good["steps"] == 6
-    assert "1 completed, 1 failed; compare with: vae-compare" in out.stdout + out.stderr
+    assert "1 completed, 1 diverged, 1 failed; compare with: vae-compare" in out.stdout + out.stderr
+
+
+def test_jobs_stopped_by_stop_at_step_do_not_end_the_sweep(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    multirun(["trainer.stop_at_step=3", "kl.beta=1,4"], sweep_dir)
+    assert sorted((s["status"], s["steps"]) for s in summaries(sweep_dir).values()) == [("stopped", 3)] * 2
 
 
 def test_vae_compare_reads_the_sweep(basic_sweep):
@@ -64,12 +72,13 @@ def test_vae_compare_reads_the_sweep(basic_sweep):
     out = subprocess.run(["vae-compare", str(sweep_dir), "--sort", "elbo", "--desc"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    header, _, good, bad, footer, *wrote = out.stdout.splitlines()
+    header, _, good, *bad, footer, rd = out.stdout.splitlines()
     assert header.split()[:3] == ["optimizer.lr", "status", "val/elbo"]
     assert good.split()[:2] == ["0.001", "completed"] and float(good.split()[2]) < 0
-    assert bad.split()[:2] == ["1e+30", "failed"] and "training diverged at step" in bad
-    assert footer == "2 runs: 1 completed, 1 failed"
-    assert wrote[0] == f"wrote {sweep_dir / 'rate_distortion.png'}" and (sweep_dir / "rate_distortion.png").is_file()
+    assert {tuple(b.split()[:2]) for b in bad} == {("1e+30", "diverged"), ("-1", "failed")}
+    assert any("Lower optimizer.lr" in b for b in bad) and any("Invalid learning rate" in b for b in bad)
+    assert footer == "3 runs: 1 completed, 1 diverged, 1 failed"
+    assert rd == f"wrote {sweep_dir / 'rate_distortion.png'}" and (sweep_dir / "rate_distortion.png").is_file()
 
 
 def test_each_run_is_one_hparams_session(basic_sweep):
@@ -87,12 +96,12 @@ def test_each_run_is_one_hparams_session(basic_sweep):
         hp = {k: v.number_value if v.WhichOneof("kind") == "number_value" else v.string_value
               for k, v in start.hparams.items()}
         sessions[hp["optimizer.lr"]] = (hp, end.status)
-    assert set(sessions) == {1e30, 1e-3}
+    assert set(sessions) == {1e30, -1, 1e-3}
     hp, status = sessions[1e-3]
     assert hp["kl.beta"] == 2 and hp["latent_dim"] == 4 and hp["seed"] == 3
     assert hp["encoder"] == "mlp" and hp["kl"] == "constant" and hp["encoder.hidden"] == "[32]"
     assert "data_dir" not in hp and "trainer.log_every" not in hp
-    assert status == 1 and sessions[1e30][1] == 2  # STATUS_SUCCESS, STATUS_FAILURE
+    assert status == 1 and sessions[1e30][1] == sessions[-1][1] == 2  # STATUS_SUCCESS, STATUS_FAILURE
 
 
 def test_joblib_jobs_share_the_cores(tmp_path):

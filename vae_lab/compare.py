@@ -21,6 +21,9 @@ from vae_lab.checks import ConfigError
 
 VAL_FIGURES = ("elbo", "recon_nll", "kl", "active_units")  # the table's summary.json columns, as val/<name>
 SUMMARY_VAL = {*VAL_FIGURES, "bits_per_dim", "images"}  # summary.json keys that are validation figures
+# eval.json keys (written by vae-eval) that say how it was evaluated rather than what was found: not table columns
+EVAL_BOOKKEEPING = {"run", "checkpoint", "step", "split", "prior", "kl_estimate", "collapse_reason", "images",
+                    "mi_images", "iwae_k", "evaluate_s", "wall_s"}
 NOT_RUNS = {".hydra", ".submitit", "checkpoints", "figures"}
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -38,7 +41,9 @@ class Run:
         values.update(self.overrides)
         summary = _json(self.path / "summary.json")
         if summary is None:
-            summary = {"status": "no summary", "error": "no summary.json: still running, killed, or stopped early"}
+            summary = {"status": "no summary", "error": "no summary.json: still running, or killed"}
+        elif summary.get("status") != "completed" and "message" in summary:  # diverged, stopped: why, in one line
+            summary.setdefault("error", summary.pop("message"))
         for key, value in summary.items():
             if key != "run_dir" and _scalar(value):
                 values[f"val/{key}" if key in SUMMARY_VAL else key] = value
@@ -75,7 +80,8 @@ def differing(runs):
 
 def columns(runs):
     present = lambda key: any(key in r.values for r in runs)  # noqa: E731
-    evals = list(dict.fromkeys(k for r in runs for k in r.values if k.startswith("eval/")))
+    evals = list(dict.fromkeys(k for r in runs for k in r.values if k.startswith("eval/")
+                               and "." not in k and k[5:] not in EVAL_BOOKKEEPING))  # nested keys: --filter only
     cols = [*differing(runs), "status", *(f"val/{k}" for k in VAL_FIGURES if present(f"val/{k}")), *evals]
     return cols + (["error"] if present("error") else []) + ["run"]
 

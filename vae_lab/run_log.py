@@ -75,8 +75,8 @@ class RunLog:
         from torch.utils.tensorboard.summary import hparams
 
         _, start, end = hparams(flat_hparams(cfg), {})
-        end.value[0].metadata.plugin_data.content = _session_end(
-            Status.Value("STATUS_SUCCESS" if status == "completed" else "STATUS_FAILURE"))
+        kind = {"completed": "STATUS_SUCCESS", "stopped": "STATUS_RUNNING", "interrupted": "STATUS_RUNNING"}
+        end.value[0].metadata.plugin_data.content = _session_end(Status.Value(kind.get(status, "STATUS_FAILURE")))
         writer = self.tb._get_file_writer()
         writer.add_summary(start)
         writer.add_summary(end)

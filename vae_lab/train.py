@@ -291,7 +291,8 @@ def main(cfg):
             raise SystemExit(f"vae-train: error: {summary['message']}")
     if summary["status"] in ("stopped", "interrupted"):  # exit 0, or 128 + the signal's number (ends a sweep too)
         print(f"vae-train: {summary['message']}", file=sys.stderr, flush=True)
-        raise SystemExit(summary["exit_code"])
+        if summary["status"] == "interrupted" or hc.mode != RunMode.MULTIRUN:  # trainer.stop_at_step: the sweep goes on
+            raise SystemExit(summary["exit_code"])
     return summary.get(cfg.objective)  # what a sweeper such as hydra/sweeper=optuna optimises
 
 
