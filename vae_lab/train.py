@@ -1,9 +1,11 @@
 """vae-train: one plain training loop for every VAE the configs can assemble."""
+import inspect
 import logging
 import math
 import random
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -11,6 +13,7 @@ import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
 from vae_lab import checkpoint, runs
@@ -27,9 +30,9 @@ log = logging.getLogger("vae_lab")
 
 def check_root(cfg):
     """Keys outside the config groups; each group's class checks its own keys."""
-    check_known_keys(cfg)
+    check_keys(cfg)
     positive_int("latent_dim", cfg.latent_dim)
-    number("seed", cfg.seed, low=0, integer=True)
+    number("seed", cfg.seed, low=0, high=2**32 - 1, integer=True)  # numpy's limit
     choice("device", cfg.device, ("auto", "cpu", "cuda"))
     choice("loss.reduction", cfg.loss.reduction, ("sum", "mean"))
     t = cfg.trainer
@@ -50,20 +53,31 @@ def check_root(cfg):
         raise ConfigError("device=cuda: no CUDA device is available here; use device=auto or device=cpu")
 
 
-def check_known_keys(cfg):
-    """Keys outside the config groups must be keys of configs/config.yaml: a misspelt `+key=` is not ignored."""
+def check_keys(cfg):
+    """Keys outside the config groups are those of configs/config.yaml (a misspelt `+key=` is not ignored, a
+    deleted `~key` is not a traceback), and every interpolation resolves."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{e.full_key or 'config'}: {str(e).splitlines()[0]}") from None
     base = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "config.yaml"))
     groups = {k for d in base.pop("defaults") if isinstance(d, dict) for k in d}
+    base.pop("hydra")
 
     def walk(node, known, prefix):
-        for key, value in node.items():
-            if not prefix and key in groups:
-                continue
-            if key not in known:
-                raise ConfigError(f"{prefix}{key}: unknown key; known here: {', '.join(known)}")
-            if isinstance(value, dict) and isinstance(known[key], dict):
-                walk(value, known[key], f"{prefix}{key}.")
+        for key in node.keys() - known.keys() - (groups if not prefix else set()):
+            raise ConfigError(f"{prefix}{key}: unknown key; known here: {', '.join(known)}")
+        for key in known.keys() - node.keys():
+            raise ConfigError(f"{prefix}{key}: missing; it is required (see configs/config.yaml)")
+        for key, value in known.items():
+            if isinstance(value, dict) != isinstance(node[key], dict):
+                raise ConfigError(f"{prefix}{key}={node[key]}: must be {'a mapping' if isinstance(value, dict) else 'a value'}")
+            if isinstance(value, dict):
+                walk(node[key], value, f"{prefix}{key}.")
     walk(OmegaConf.to_container(cfg), base, "")
+    for group in groups - {"experiment"}:
+        if group not in cfg:
+            raise ConfigError(f"{group}: missing; choose an option of the `{group}` group")
 
 
 def build_model(cfg, data):
@@ -225,8 +239,23 @@ def train(cfg, run_dir):
 
 
 def build_optimizer(cfg, model):
-    """The `optimizer` group is a partial (torch.optim classes check their own values when called)."""
+    """The `optimizer` group is a partial of a torch.optim class: each value must have the type of that
+    argument's default (a finite number, a list of them, a bool), then torch checks the ranges."""
     make = build("optimizer", cfg.optimizer)
+    defaults = inspect.signature(make.func).parameters
+    for key, value in make.keywords.items():
+        if key not in defaults:
+            raise ConfigError(f"optimizer.{key}: unknown key for {cfg.optimizer._target_}")
+        default = defaults[key].default
+        if isinstance(default, tuple):
+            if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != len(default):
+                raise ConfigError(f"optimizer.{key}={value}: must be a list of {len(default)} numbers")
+            for j, v in enumerate(value):
+                number(f"optimizer.{key}[{j}]", v)
+        elif isinstance(default, bool):
+            choice(f"optimizer.{key}", value, (False, True))
+        elif isinstance(default, (int, float)):
+            number(f"optimizer.{key}", value)
     try:
         return make(model.parameters())
     except (TypeError, ValueError) as e:
@@ -268,10 +297,10 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")  # configs/ at
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg):
     hc = HydraConfig.get()
-    templates = [OmegaConf.to_container(hc[mode], resolve=False)["dir"] for mode in ("run", "sweep")]
+    raw = OmegaConf.to_container(hc, resolve=False)  # as typed: an override may hold a broken ${...}
     try:
-        cfg, run_dir = runs.resume_target(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task),
-                                          runs.search_roots(*templates))
+        cfg, run_dir = runs.resume_target(cfg, Path(hc.runtime.output_dir), raw["overrides"]["task"],
+                                          runs.search_roots(raw["run"]["dir"], raw["sweep"]["dir"]))
         summary = train(cfg, run_dir)
     except ConfigError as e:
         raise SystemExit(f"vae-train: error: {e}")
