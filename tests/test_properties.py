@@ -78,7 +78,8 @@ OPTION_KEYS = {"kl=linear": ["kl.start", "kl.warmup_steps"], "kl=cyclical": ["kl
                "dataset=sprites": ["dataset.train_size", "dataset.val_size", "dataset.test_size"],
                "dataset=mnist": ["dataset.val_size"], "dataset=fashion_mnist": ["dataset.val_size"]}
 BAD_VALUES = ["0", "-1", "-2.5", "0.5", "nan", "inf", "-inf", "abc", "''", "null", "true", "[]", "[1,2]", "[0]",
-              "[-3]", "[4,abc]", "[nan]", "{a: 1}", "1e400", "99999999999999999999", "'${nope}'"]
+              "[-3]", "[4,abc]", "[nan]", "{a: 1}", "1e400", "1e39", "99999999999999999999",
+              "'${nope}'"]
 UNKNOWN_KEYS = ["+foo=1", "+trainer.fooo=2", "+encoder.width=3", "+kl.gamma=4", "+dataset.size=5", "+loss.foo=1",
                 "trainer.fooo=1", "foo=1", "~latent_dim", "~trainer.max_steps", "~encoder._target_", "~trainer",
                 "kl.beta=[", "encoder=transformer", "+eval.foo=[1]"]

@@ -22,6 +22,7 @@ class VAE(nn.Module):
     def __init__(self, encoder, decoder, likelihood, prior):
         super().__init__()
         self.encoder, self.decoder, self.likelihood, self.prior = encoder, decoder, likelihood, prior
+        prior.bind_encoder(encoder)  # a prior defined through the encoder (VampPrior) keeps it; others ignore it
 
     def forward(self, x, generator=None):
         mean, log_var = (t.float() for t in self.encoder(x))  # ELBO terms in fp32 even under bf16 autocast

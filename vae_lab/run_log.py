@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 
@@ -26,30 +27,96 @@ class RunLog:
 
     def evaluation(self, prefix, figures, step, epoch):
         """Scalars, per-dimension KL, and one line of metrics.jsonl."""
+        self.figures(prefix, figures, step)
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps({"step": step, "epoch": epoch, **_finite(figures)}) + "\n")
+
+    def figures(self, prefix, figures, step):
+        """Scalars and per-dimension KL to TensorBoard only."""
         self.scalars(prefix, figures, step)
         for j, v in enumerate(figures.get("kl_per_dim", [])):
             self.tb.add_scalar(f"{prefix}_kl_per_dim/z{j}", v, step)
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"step": step, "epoch": epoch, **_finite(figures)}) + "\n")
+
+    def plot(self, tag, fig, step, png=None):
+        """A matplotlib Figure as a TensorBoard image and, given `png`, a PNG file."""
+        import numpy as np
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+        self.tb.add_image(tag, rgb, step, dataformats="HWC")
+        if png is not None:
+            Path(png).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(png)
 
     def image_grid(self, tag, images, step, nrow=8, png=None):
         from torchvision.utils import make_grid, save_image  # imported here: torchvision adds ~1.5 s to start-up
 
-        grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, pad_value=0.5)
+        images = images.detach().float().nan_to_num(0.5).clamp(0, 1).cpu()  # a diverged model's NaN shows grey
+        grid = make_grid(images, nrow=nrow, pad_value=0.5)
         self.tb.add_image(tag, grid, step)
         if png is not None:
             Path(png).parent.mkdir(parents=True, exist_ok=True)
             save_image(grid, png)
 
-    def summary(self, figures):
-        _write_atomic(self.dir / "summary.json", json.dumps(_finite(figures), indent=2) + "\n")
+    def summary(self, figures, name="summary.json"):
+        """`figures` as JSON in the run directory, written atomically."""
+        _write_atomic(self.dir / name, json.dumps(_finite(figures), indent=2) + "\n")
 
     def flush(self):
         self.tb.flush()
 
+    def hparams(self, cfg, status="completed"):
+        """The run's config as one session of TensorBoard's HParams tab, written into this run's own event file
+        (SummaryWriter.add_hparams would add a sub-run per call). The tab's metrics are the run's own val/* scalars,
+        whose last values are the final figures; no experiment summary is written, so the tab takes the union
+        of every run's hyper-parameters instead of one run's."""
+        from tensorboard.plugins.hparams.api_pb2 import Status
+        from torch.utils.tensorboard.summary import hparams
+
+        _, start, end = hparams(flat_hparams(cfg), {})
+        end.value[0].metadata.plugin_data.content = _session_end(
+            Status.Value("STATUS_SUCCESS" if status == "completed" else "STATUS_FAILURE"))
+        writer = self.tb._get_file_writer()
+        writer.add_summary(start)
+        writer.add_summary(end)
+
     def close(self):
         self.tb.flush()
         self.tb.close()
+
+
+NOT_HPARAMS = {"data_dir", "resume", "objective", "trainer.log_every", "trainer.eval_every",
+               "trainer.checkpoint_every", "eval.batch_size"}  # where and how often, not what is trained
+
+
+def flat_hparams(cfg):
+    """{dotted key: value} of the resolved config; a node with `_target_` shows as its option name (`encoder: mlp`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    out = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                if "_target_" in value:
+                    out[path] = choices.get(path) or str(value["_target_"]).rsplit(".", 1)[-1]
+                walk({k: v for k, v in value.items() if not k.startswith("_")}, path + ".")
+            elif path not in NOT_HPARAMS and value is not None:
+                out[path] = value if isinstance(value, (int, float, str)) else str(value)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def _session_end(status):
+    from tensorboard.plugins.hparams.metadata import PLUGIN_DATA_VERSION
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+
+    return HParamsPluginData(session_end_info=SessionEndInfo(status=status), version=PLUGIN_DATA_VERSION).SerializeToString()
 
 
 def _step(line):

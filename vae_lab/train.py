@@ -12,20 +12,26 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
-from vae_lab import checkpoint, runs
+from vae_lab import checkpoint, runs, sweep
 from vae_lab.build import build
 from vae_lab.checks import ConfigError, choice, number, positive_int
+from vae_lab.diagnostics import CollapseWatch
 from vae_lab.interrupt import StopRequest
 from vae_lab.metrics import evaluate
 from vae_lab.model import VAE, objective
 from vae_lab.nonfinite import NonFiniteGuard
-from vae_lab.run_log import RunLog, prior_samples, reconstructions
+from vae_lab.pictures import log_pictures
+from vae_lab.priors import MC_KL_NOTE
+from vae_lab.run_log import RunLog
+from vae_lab.threads import set_threads
 
 log = logging.getLogger("vae_lab")
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def check_root(cfg):
@@ -35,6 +41,7 @@ def check_root(cfg):
     number("seed", cfg.seed, low=0, high=2**32 - 1, integer=True)  # numpy's limit
     choice("device", cfg.device, ("auto", "cpu", "cuda"))
     choice("loss.reduction", cfg.loss.reduction, ("sum", "mean"))
+    choice("objective", cfg.objective, ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units"))
     t = cfg.trainer
     number("trainer.epochs", t.epochs, low=0, integer=True)
     if t.max_steps is not None:
@@ -49,6 +56,10 @@ def check_root(cfg):
     if cfg.eval.max_images is not None:
         positive_int("eval.max_images", cfg.eval.max_images)
     positive_int("eval.batch_size", cfg.eval.batch_size)
+    number("eval.iwae_k", cfg.eval.get("iwae_k", 0), low=0, integer=True)
+    if cfg.eval.get("mi_images", 1000) is not None:
+        positive_int("eval.mi_images", cfg.eval.get("mi_images"))
+    positive_int("eval.collapse_patience", cfg.eval.get("collapse_patience", 2))
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda: no CUDA device is available here; use device=auto or device=cpu")
 
@@ -85,9 +96,11 @@ def build_model(cfg, data):
         encoder=build("encoder", cfg.encoder, in_shape=data.shape, latent_dim=cfg.latent_dim),
         decoder=build("decoder", cfg.decoder, out_shape=data.shape, latent_dim=cfg.latent_dim),
         likelihood=build("likelihood", cfg.likelihood, shape=data.shape),
-        prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim),
+        prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim, in_shape=data.shape),
     )
     model.likelihood.check_data(*data.value_range)
+    if not model.prior.analytic_kl:
+        log.info("prior %s: %s", type(model.prior).__name__, MC_KL_NOTE)
     return model
 
 
@@ -138,6 +151,8 @@ def train(cfg, run_dir):
     if cfg.loss.reduction == "mean":
         warn_mean_reduction(kl_schedule.beta, data.num_pixels)
 
+    collapse_watch = CollapseWatch(cfg.eval.get("collapse_patience", 2))
+
     def save(name):
         runlog.flush()  # events logged up to this step are on disk before a checkpoint says they happened
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
@@ -147,15 +162,12 @@ def train(cfg, run_dir):
 
     def validate():
         nonlocal best_elbo
-        figures = evaluate(model, data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed)
+        figures = evaluate(model, data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed,
+                           iwae_k=cfg.eval.get("iwae_k", 0), mi_images=cfg.eval.get("mi_images", 1000))
         runlog.evaluation("val", figures, step, epoch=step / steps_per_epoch)
-        g = torch.Generator(device=device).manual_seed(cfg.seed)
-        x = data.batch("val", torch.arange(min(8, data.size("val")), device=device), g)
-        runlog.image_grid("val/reconstructions", reconstructions(model, x, g), step, nrow=len(x),
-                          png=run_dir / "figures" / "reconstructions.png")
-        runlog.image_grid("val/prior_samples", prior_samples(model, 64, g), step,
-                          png=run_dir / "figures" / "prior_samples.png")
-        if figures["elbo"] > best_elbo:
+        collapse_watch.update(figures, step)
+        log_pictures(runlog, model, data, "val", figures, step, run_dir / "figures", seed=cfg.seed, plots=False)
+        if math.isfinite(figures["elbo"]) and figures["elbo"] > best_elbo:
             best_elbo = figures["elbo"]
             save("best.pt")
         return figures
@@ -164,6 +176,7 @@ def train(cfg, run_dir):
         bar.close()
         summary = {"status": status, **figures, "steps": step, "run_dir": str(run_dir)}
         runlog.summary(summary)
+        runlog.hparams(cfg, status=status)
         runlog.close()
         return summary
 
@@ -198,8 +211,8 @@ def train(cfg, run_dir):
             stopping = stop.signal is not None or (t.stop_at_step is not None and start_step < t.stop_at_step <= step < total)
             log_now = step % t.log_every == 0 or step == total
             save_now = step % t.eval_every == 0 or step == total or step % t.checkpoint_every == 0 or stopping
-            if (log_now or save_now) and (problem := guard.diverged()):  # before anything from a bad step is kept
-                return finish("diverged", message=diverged_message(problem, run_dir))
+            if (log_now or save_now) and (problem := guard.diverged(step, saving=save_now)):  # before it is kept
+                return finish("diverged", error=diverged_message(problem, run_dir))
             if log_now:
                 loss_v, rec, kl = (acc / acc_steps).tolist()  # the only host sync between evaluations
                 now = time.perf_counter()
@@ -219,6 +232,8 @@ def train(cfg, run_dir):
                 train_s += time.perf_counter() - tick
                 if step % t.eval_every == 0 or step == total:
                     figures = validate()
+                    if problem := guard.diverged(step, figures):
+                        return finish("diverged", error=diverged_message(problem, run_dir))
                 save("last.pt")
                 tick = time.perf_counter()
             if stopping:
@@ -251,11 +266,11 @@ def build_optimizer(cfg, model):
             if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != len(default):
                 raise ConfigError(f"optimizer.{key}={value}: must be a list of {len(default)} numbers")
             for j, v in enumerate(value):
-                number(f"optimizer.{key}[{j}]", v)
+                number(f"optimizer.{key}[{j}]", v, low=-FLOAT32_MAX, high=FLOAT32_MAX)
         elif isinstance(default, bool):
             choice(f"optimizer.{key}", value, (False, True))
         elif isinstance(default, (int, float)):
-            number(f"optimizer.{key}", value)
+            number(f"optimizer.{key}", value, low=-FLOAT32_MAX, high=FLOAT32_MAX)  # torch computes in float32
     try:
         return make(model.parameters())
     except (TypeError, ValueError) as e:
@@ -266,7 +281,7 @@ def diverged_message(problem, run_dir):
     last = Path(run_dir) / "checkpoints" / "last.pt"
     kept = (f"the last good checkpoint, {last} (step {checkpoint.load(last)['step']}), is kept" if last.is_file()
             else "no checkpoint had been written")
-    return f"{problem}; {kept}. Lower optimizer.lr, or set trainer.nonfinite=skip to drop such steps"
+    return f"{problem}; {kept}. Lower optimizer.lr (or, for rare bad batches, set trainer.nonfinite=skip)"
 
 
 def _first_line(error, limit=240):
@@ -297,20 +312,31 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")  # configs/ at
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg):
     hc = HydraConfig.get()
-    raw = OmegaConf.to_container(hc, resolve=False)  # as typed: an override may hold a broken ${...}
-    try:
-        cfg, run_dir = runs.resume_target(cfg, Path(hc.runtime.output_dir), raw["overrides"]["task"],
-                                          runs.search_roots(raw["run"]["dir"], raw["sweep"]["dir"]))
-        summary = train(cfg, run_dir)
-    except ConfigError as e:
-        raise SystemExit(f"vae-train: error: {e}")
-    if summary["status"] == "diverged":
-        raise SystemExit(f"vae-train: error: {summary['message']}")
-    if summary["status"] != "completed":  # stopped (exit 0) or interrupted (exit 128 + the signal's number)
+    if hc.mode == RunMode.MULTIRUN:  # a failed job is recorded in its summary.json; the sweep goes on
+        summary = sweep.run_job(run, cfg, hc.runtime.output_dir)
+    else:
+        try:
+            summary = run(cfg)
+        except ConfigError as e:
+            raise SystemExit(f"vae-train: error: {e}")
+        if summary["status"] == "diverged":
+            raise SystemExit(f"vae-train: error: {summary['error']}")
+    if summary["status"] in ("stopped", "interrupted"):  # exit 0, or 128 + the signal's number (ends a sweep too)
         print(f"vae-train: {summary['message']}", file=sys.stderr, flush=True)
         raise SystemExit(summary["exit_code"])
-    report(summary)
-    return summary.get("elbo")
+    return summary.get(cfg.objective)  # what a sweeper such as hydra/sweeper=optuna optimises
+
+
+def run(cfg):
+    hc = HydraConfig.get()
+    set_threads(cfg.threads, hc.launcher)
+    raw = OmegaConf.to_container(hc, resolve=False)  # as typed: an override may hold a broken ${...}
+    cfg, run_dir = runs.resume_target(cfg, Path(hc.runtime.output_dir), raw["overrides"]["task"],
+                                      runs.search_roots(raw["run"]["dir"], raw["sweep"]["dir"]))
+    summary = train(cfg, run_dir)
+    if summary["status"] == "completed":
+        report(summary)
+    return summary
 
 
 if __name__ == "__main__":

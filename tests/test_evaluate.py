@@ -1,0 +1,146 @@
+"""vae-eval on runs trained for a few steps: eval.json, TensorBoard test/ entries, figures; one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY, compose_config
+from vae_lab import evaluate
+from vae_lab.train import train
+
+KEYS = ("elbo", "recon_nll", "kl", "bits_per_dim", "iwae_nll", "iwae_k", "active_units", "kl_per_dim",
+        "kl_per_dim_sorted", "mutual_information", "mig", "mig_per_factor", "collapse", "collapse_reason",
+        "images", "step", "checkpoint", "wall_s")
+FAST = ["iwae.k=4", "max_images=48"]
+
+
+def trained(overrides, run):
+    """A run directory as vae-train leaves it, .hydra/config.yaml included."""
+    cfg = compose_config(overrides)
+    (run / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
+    train(cfg, run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return trained(TINY, tmp_path_factory.mktemp("run"))
+
+
+def _snapshot(path):
+    return {p: p.stat().st_mtime_ns for p in path.rglob("*")}
+
+
+def test_writes_eval_json_figures_and_tensorboard(run_dir, capsys):
+    evaluate.main([f"run={run_dir}", *FAST])
+    out = capsys.readouterr().out
+    assert "collapse" in out and "iwae_nll (k=4)" in out and "mig" in out
+    result = json.loads((run_dir / "eval.json").read_text())
+    for key in KEYS:
+        assert key in result, key
+    assert result["images"] == 48 and result["step"] == 6 and result["checkpoint"] == "last.pt"
+    assert result["iwae_nll"] <= -result["elbo"]
+    assert result["collapse"] in ("ok", "partial", "collapsed")
+    assert set(result["mig_per_factor"]) == {"shape", "scale", "orientation", "pos_x", "pos_y"}
+    assert [j for j, _ in result["kl_per_dim_sorted"]] == sorted(range(4), key=lambda j: -result["kl_per_dim"][j])
+    names = {"reconstructions", "prior_samples", "traversals", "kl_per_dim"}
+    assert {f"figures/test_{n}.png" for n in names} == set(result["figures"])
+    for f in result["figures"]:
+        assert (run_dir / f).stat().st_size > 1000, f
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    for tag in ("test/elbo", "test/iwae_nll", "test/mutual_information", "test/mig", "test/active_units"):
+        assert tag in acc.Tags()["scalars"], tag
+    assert {f"test/{n}" for n in names} <= set(acc.Tags()["images"])
+    assert not (run_dir / "eval.json.tmp").exists()
+
+
+def test_best_checkpoint_and_no_iwae(run_dir, capsys):
+    evaluate.main([f"run={run_dir}", "checkpoint=best", "iwae.k=0", "max_images=16", "pictures=false"])
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert result["checkpoint"] == "best.pt" and "iwae_nll" not in result and result["figures"] == []
+
+
+def test_two_latent_dimensions_draw_the_manifold_and_scatter(tmp_path, capsys):
+    trained([*TINY, "latent_dim=2"], tmp_path)
+    evaluate.main([f"run={tmp_path}", *FAST])
+    figures = json.loads((tmp_path / "eval.json").read_text())["figures"]
+    for name in ("manifold", "latent_scatter"):
+        assert f"figures/test_{name}.png" in figures and (tmp_path / "figures" / f"test_{name}.png").stat().st_size > 1000
+    assert (tmp_path / "figures" / "manifold.png").is_file()  # training draws it too
+
+
+@pytest.mark.parametrize("command", [("vae-eval",), (sys.executable, "-m", "vae_lab.evaluate")])
+def test_command(command, run_dir):
+    out = subprocess.run([*command, f"run={run_dir}", *FAST, "pictures=false"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "collapse" in out.stdout and (run_dir / "eval.json").is_file()
+
+
+def _copy_run(run_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("eval.json", "events.*", "figures"))
+    return tmp_path / "run"
+
+
+def _break_truncated(run):
+    ckpt = run / "checkpoints" / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:300])
+
+
+def _break_missing(run):
+    (run / "checkpoints" / "last.pt").unlink()
+
+
+def _break_other_model(run):
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["model"] = {k: torch.zeros(3, *v.shape[1:]) if k.startswith("encoder.") else v for k, v in state["model"].items()}
+    torch.save(state, run / "checkpoints" / "last.pt")
+
+
+def _break_not_a_checkpoint(run):
+    torch.save({"weights": torch.zeros(3)}, run / "checkpoints" / "last.pt")
+
+
+@pytest.mark.parametrize("breaker,message", [
+    (_break_truncated, "not a readable vae_lab checkpoint"),
+    (_break_missing, "no checkpoint there"),
+    (_break_other_model, "checkpoint does not fit the model"),
+    (_break_not_a_checkpoint, "not a vae_lab checkpoint"),
+])
+def test_bad_checkpoint_exits_with_one_line_and_writes_nothing(breaker, message, run_dir, tmp_path, capsys):
+    run = _copy_run(run_dir, tmp_path)
+    breaker(run)
+    before = _snapshot(run)
+    with pytest.raises(SystemExit) as e:
+        evaluate.main([f"run={run}", *FAST])
+    text = str(e.value)
+    assert text.startswith("vae-eval: error: ") and message in text and "\n" not in text, text
+    assert _snapshot(run) == before
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "run: required"),
+    (["run=RUN", "checkpoint=first"], "checkpoint='first': must be one of last, best"),
+    (["run=RUN", "iwae.k=-1"], "iwae.k=-1: must be an integer >= 0"),
+    (["run=RUN", "iwea.k=10"], "iwea"),
+    (["run=RUN", "max_images=0"], "max_images=0: must be an integer >= 1"),
+    (["RUN"], "arguments are key=value"),
+    (["run=RUN", "iwae=3"], "iwae=3: iwae holds keys"),
+    (["run=NOWHERE"], "not a vae_lab run directory"),
+])
+def test_bad_arguments_exit_with_one_line(args, message, run_dir, tmp_path):
+    args = [a.replace("RUN", str(run_dir)).replace("NOWHERE", str(tmp_path / "nowhere")) for a in args]
+    before = _snapshot(run_dir)
+    with pytest.raises(SystemExit) as e:
+        evaluate.main(args)
+    text = str(e.value)
+    assert text.startswith("vae-eval: error: ") and message in text and "\n" not in text, text
+    assert _snapshot(run_dir) == before and not (tmp_path / "nowhere").exists()

@@ -1,0 +1,150 @@
+"""vae-eval: a trained run's test-split figures and pictures, written into its own directory.
+
+    vae-eval run=<run dir> [checkpoint=last|best] [iwae.k=1000] [max_images=null] [pictures=true] ...
+
+Writes <run>/eval.json, TensorBoard scalars and images under test/, and PNGs <run>/figures/test_*.png.
+"""
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vae_lab import checkpoint
+from vae_lab.build import build
+from vae_lab.checks import ConfigError, choice, number, positive_int
+from vae_lab.metrics import evaluate
+from vae_lab.run_log import RunLog
+from vae_lab.train import CONFIG_DIR, build_model
+
+PROG = "vae-eval"
+
+
+def options(argv):
+    """configs/evaluate.yaml with `key=value` arguments merged in, checked."""
+    base = OmegaConf.load(Path(CONFIG_DIR) / "evaluate.yaml")
+    OmegaConf.set_struct(base, True)
+    for arg in argv:
+        if "=" not in arg:
+            raise ConfigError(f"{arg!r}: arguments are key=value, e.g. run=outputs/runs/<date>/<time>")
+    try:
+        opts = OmegaConf.merge(base, OmegaConf.from_dotlist(list(argv)))
+        opts.run  # a missing run= raises here
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        if "Missing mandatory value" in str(e):
+            raise ConfigError("run: required; give the run directory, e.g. vae-eval run=outputs/runs/<date>/<time>") from None
+        raise ConfigError(f"{key}: {str(e).splitlines()[0]} (keys: {', '.join(_keys(OmegaConf.to_container(base)))})") from None
+    for key, node in base.items_ex(resolve=False):
+        if OmegaConf.is_dict(node) and not OmegaConf.is_dict(opts[key]):
+            raise ConfigError(f"{key}={opts[key]}: {key} holds keys; set them one by one, e.g. {key}.{next(iter(node))}=...")
+    choice("checkpoint", opts.checkpoint, ("last", "best"))
+    choice("device", opts.device, ("auto", "cpu", "cuda"))
+    if opts.max_images is not None:
+        positive_int("max_images", opts.max_images)
+    positive_int("batch_size", opts.batch_size)
+    if opts.seed is not None:
+        number("seed", opts.seed, low=0, integer=True)
+    number("iwae.k", opts.iwae.k, low=0, integer=True)
+    positive_int("iwae.chunk", opts.iwae.chunk)
+    if opts.mi_images is not None:
+        positive_int("mi_images", opts.mi_images)
+    choice("pictures", opts.pictures, (True, False))
+    return opts
+
+
+def _keys(tree, prefix=""):
+    for k, v in tree.items():
+        yield from (_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"])
+
+
+def load_run(opts):
+    """The run's config, data, and model with the checkpoint's weights; raises ConfigError before writing anything."""
+    run_dir = Path(opts.run)
+    config_path = run_dir / ".hydra" / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"run={opts.run}: not a vae_lab run directory (no {config_path})")
+    try:
+        cfg = OmegaConf.load(config_path)
+    except Exception as e:
+        raise ConfigError(f"{config_path}: not a readable config ({str(e).strip().splitlines()[0]})") from None
+    ckpt_path = run_dir / "checkpoints" / f"{opts.checkpoint}.pt"
+    state = checkpoint.load(ckpt_path)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ConfigError(f"{ckpt_path}: not a vae_lab checkpoint (no model weights in it)")
+    device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if opts.device == "auto" else opts.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda: no CUDA device is available here; use device=auto or device=cpu")
+    data = build("dataset", cfg.dataset, device=device)
+    model = build_model(cfg, data)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ConfigError(f"{ckpt_path}: checkpoint does not fit the model in {config_path} "
+                          f"({str(e).strip().splitlines()[0]})") from None
+    return run_dir, cfg, data, model.to(device), state
+
+
+def run(opts):
+    """Evaluate on the test split and write eval.json, TensorBoard test/ entries and figures/test_*.png."""
+    start = time.perf_counter()
+    run_dir, cfg, data, model, state = load_run(opts)
+    seed = cfg.seed if opts.seed is None else opts.seed
+    step = int(state.get("step", 0))
+    figures = evaluate(model, data, "test", opts.max_images, opts.batch_size, seed=seed,
+                       iwae_k=opts.iwae.k, iwae_chunk=opts.iwae.chunk, mi_images=opts.mi_images)
+    evaluate_s = time.perf_counter() - start
+    runlog = RunLog(run_dir)
+    runlog.figures("test", figures, step)
+    pngs = []
+    if opts.pictures:
+        from vae_lab.pictures import log_pictures
+
+        pngs = log_pictures(runlog, model, data, "test", figures, step, run_dir / "figures", prefix="test_", seed=seed)
+    result = {"run": str(run_dir), "checkpoint": f"{opts.checkpoint}.pt", "step": step, "split": "test",
+              "prior": type(model.prior).__name__, "kl_estimate": "analytic" if model.prior.analytic_kl else
+              "single-sample Monte-Carlo", **figures, "mig": figures.get("mig"), "mig_per_factor": figures.get("mig_per_factor"),
+              "figures": [str(p.relative_to(run_dir)) for p in pngs],
+              "evaluate_s": evaluate_s, "wall_s": time.perf_counter() - start}
+    runlog.summary(result, "eval.json")
+    runlog.close()
+    return result
+
+
+def table(r):
+    """The short report printed at the end."""
+    rows = [("elbo", f"{r['elbo']:.2f}"), ("recon_nll", f"{r['recon_nll']:.2f}"),
+            ("kl", f"{r['kl']:.3f}" + ("" if r["kl_estimate"] == "analytic" else "  (Monte-Carlo estimate)")),
+            ("bits_per_dim", f"{r['bits_per_dim']:.4f}")]
+    if "iwae_nll" in r:
+        rows.append((f"iwae_nll (k={r['iwae_k']})", f"{r['iwae_nll']:.2f}  (-elbo - iwae_nll = {-r['elbo'] - r['iwae_nll']:.2f})"))
+    rows += [("mutual_information", f"{r['mutual_information']:.3f}"),
+             ("active_units", f"{r['active_units']} of {len(r['posterior_mean_var'])}"),
+             ("kl per dim, sorted", "  ".join(f"z{j} {v:.2f}" for j, v in r["kl_per_dim_sorted"][:10])),
+             ("mig", "n/a (no ground-truth factors)" if r["mig"] is None else f"{r['mig']:.3f}"),
+             ("collapse", f"{r['collapse']} ({r['collapse_reason']})")]
+    width = max(len(k) for k, _ in rows)
+    head = (f"{r['run']}: {r['checkpoint']} (step {r['step']}), {r['images']} test images, nats per image, "
+            f"{r['wall_s']:.1f} s")
+    return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows), f"wrote {Path(r['run']) / 'eval.json'}"])
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip())
+        return
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    try:
+        result = run(options(argv))
+    except ConfigError as e:
+        raise SystemExit(f"{PROG}: error: {e}")
+    print(table(result))
+
+
+if __name__ == "__main__":
+    main()

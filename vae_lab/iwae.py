@@ -1,0 +1,37 @@
+"""The importance-weighted bound on -log p(x) (Burda et al. 2016), the "test NLL" of the VAE literature."""
+import math
+
+import torch
+
+from vae_lab.priors import normal_log_prob
+
+
+@torch.no_grad()
+def log_weights(model, x, k, generator=None, chunk=4096):
+    """(B, k) float64 log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x), z_i ~ q(z|x) (Burda et al. 2016, eq. 8).
+
+    Samples are drawn `chunk // B` at a time (at least one), so at most max(chunk, B) codes are decoded at once.
+    """
+    mean, log_var = (t.float() for t in model.encoder(x))  # (B, D)
+    b, d = mean.shape
+    per_pass = max(1, chunk // b)
+    out = []
+    for start in range(0, k, per_pass):
+        c = min(per_pass, k - start)
+        eps = torch.randn((c, b, d), generator=generator, device=mean.device, dtype=mean.dtype)
+        z = (mean + (0.5 * log_var).exp() * eps).reshape(c * b, d)  # sample-major: row s * b + i is image i
+        m, v = mean.repeat(c, 1), log_var.repeat(c, 1)
+        xs = x.expand(c, *x.shape).reshape(c * b, *x.shape[1:])
+        log_px = model.likelihood.log_prob(xs, model.decoder(z).float())  # (c * b,)
+        lw = log_px.double() + model.prior.log_prob(z).double() - normal_log_prob(z, m, v).sum(1).double()
+        out.append(lw.view(c, b).T)
+    return torch.cat(out, 1)
+
+
+def iwae_nll(model, x, k, generator=None, chunk=4096):
+    """(B,) float64: -log (1/k sum_i w_i), the k-sample IWAE bound on -log p(x), in nats per image.
+
+    Its expectation decreases with k towards -log p(x) (Burda et al. 2016, Theorem 1); k = 1 is -ELBO.
+    """
+    lw = log_weights(model, x, k, generator, chunk)
+    return -(torch.logsumexp(lw, dim=1) - math.log(k))
