@@ -55,7 +55,8 @@ def test_jobs_are_named_by_their_overrides_then_seed(basic_sweep):
 def test_a_failed_job_is_recorded_and_the_sweep_goes_on(basic_sweep):
     sweep_dir, out = basic_sweep
     diverged, bad, good = (job(sweep_dir, f"optimizer.lr={lr}") for lr in ("1e+30", "-1", "0.001"))
-    assert diverged["status"] == "diverged" and "Lower optimizer.lr" in diverged["message"]
+    assert diverged["status"] == "diverged" and diverged["error"].startswith("training diverged at step")
+    assert "Lower optimizer.lr" in diverged["error"]
     assert bad["status"] == "failed" and bad["error"].startswith("optimizer: Invalid learning rate: -1")
     assert good["status"] == "completed" and good["steps"] == 6
     assert "1 completed, 1 diverged, 1 failed; compare with: vae-compare" in out.stdout + out.stderr

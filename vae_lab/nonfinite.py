@@ -5,6 +5,8 @@ where one is not; the loop reads that record at logging and checkpoint steps (no
 stops before writing anything computed after the bad step. `skip` reads it every step (one sync per step) and
 drops a bad step's update.
 """
+import math
+
 import torch
 
 from vae_lab.checks import choice
@@ -38,10 +40,21 @@ class NonFiniteGuard:
         self.first_flags = torch.where(newly, flags, self.first_flags)
         return True
 
-    def diverged(self):
-        """A one-line account of the first non-finite step, or None (host sync: call at log/checkpoint steps)."""
-        if self.first_step is None or int(self.first_step) < 0:
-            return None
-        names = [n for n, ok in zip(self.names, self.first_flags.tolist()) if not ok]
-        more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
-        return f"training diverged at step {int(self.first_step)}: non-finite {', '.join(names[:3])}{more}"
+    def diverged(self, step, figures=None, saving=False):
+        """A one-line account of the first non-finite value, or None. Host sync: call at log and checkpoint steps.
+
+        Before a checkpoint (`saving`) the parameters themselves are checked too, and after an evaluation its
+        `figures`: a finite step can still produce an update that overflows them.
+        """
+        if self.first_step is not None and int(self.first_step) >= 0:
+            names = [n for n, ok in zip(self.names, self.first_flags.tolist()) if not ok]
+            more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
+            return f"training diverged at step {int(self.first_step)}: non-finite {', '.join(names[:3])}{more}"
+        if saving:
+            bad = next((n for n, p in zip(self.names[3:], self.params) if not bool(p.isfinite().all())), None)
+            if bad is not None:
+                return f"training diverged by step {step}: non-finite {bad.removeprefix('gradient of ')} after an update"
+        bad = [k for k in ("elbo", "recon_nll", "kl") if figures is not None and not math.isfinite(figures[k])]
+        if bad:
+            return f"training diverged by step {step}: validation {', '.join(f'{k} {figures[k]}' for k in bad)}"
+        return None

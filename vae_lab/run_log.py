@@ -53,7 +53,8 @@ class RunLog:
     def image_grid(self, tag, images, step, nrow=8, png=None):
         from torchvision.utils import make_grid, save_image  # imported here: torchvision adds ~1.5 s to start-up
 
-        grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, pad_value=0.5)
+        images = images.detach().float().nan_to_num(0.5).clamp(0, 1).cpu()  # a diverged model's NaN shows grey
+        grid = make_grid(images, nrow=nrow, pad_value=0.5)
         self.tb.add_image(tag, grid, step)
         if png is not None:
             Path(png).parent.mkdir(parents=True, exist_ok=True)

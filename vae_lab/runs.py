@@ -10,7 +10,7 @@ from vae_lab.checks import ConfigError
 log = logging.getLogger("vae_lab")
 
 # Keys that say how or where this invocation runs, not what is trained: ignored when matching configs.
-RUN_SPECIFIC = ("resume", "device", "data_dir", "trainer.log_every", "trainer.eval_every",
+RUN_SPECIFIC = ("resume", "device", "threads", "objective", "data_dir", "trainer.log_every", "trainer.eval_every",
                 "trainer.checkpoint_every", "trainer.stop_at_step")
 UNFINISHED = (None, "interrupted", "stopped")  # summary.json status of a run that resume=auto continues
 SEARCH_DEPTH = 4  # run directories are looked for at most this many levels below a search root

@@ -1,9 +1,11 @@
 """vae-train: one plain training loop for every VAE the configs can assemble."""
+import inspect
 import logging
 import math
 import random
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -12,6 +14,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
 from vae_lab import checkpoint, runs, sweep
@@ -28,13 +31,14 @@ from vae_lab.run_log import RunLog
 from vae_lab.threads import set_threads
 
 log = logging.getLogger("vae_lab")
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 def check_root(cfg):
     """Keys outside the config groups; each group's class checks its own keys."""
-    check_known_keys(cfg)
+    check_keys(cfg)
     positive_int("latent_dim", cfg.latent_dim)
-    number("seed", cfg.seed, low=0, integer=True)
+    number("seed", cfg.seed, low=0, high=2**32 - 1, integer=True)  # numpy's limit
     choice("device", cfg.device, ("auto", "cpu", "cuda"))
     choice("loss.reduction", cfg.loss.reduction, ("sum", "mean"))
     choice("objective", cfg.objective, ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units"))
@@ -60,20 +64,31 @@ def check_root(cfg):
         raise ConfigError("device=cuda: no CUDA device is available here; use device=auto or device=cpu")
 
 
-def check_known_keys(cfg):
-    """Keys outside the config groups must be keys of configs/config.yaml: a misspelt `+key=` is not ignored."""
+def check_keys(cfg):
+    """Keys outside the config groups are those of configs/config.yaml (a misspelt `+key=` is not ignored, a
+    deleted `~key` is not a traceback), and every interpolation resolves."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{e.full_key or 'config'}: {str(e).splitlines()[0]}") from None
     base = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "config.yaml"))
     groups = {k for d in base.pop("defaults") if isinstance(d, dict) for k in d}
+    base.pop("hydra")
 
     def walk(node, known, prefix):
-        for key, value in node.items():
-            if not prefix and key in groups:
-                continue
-            if key not in known:
-                raise ConfigError(f"{prefix}{key}: unknown key; known here: {', '.join(known)}")
-            if isinstance(value, dict) and isinstance(known[key], dict):
-                walk(value, known[key], f"{prefix}{key}.")
+        for key in node.keys() - known.keys() - (groups if not prefix else set()):
+            raise ConfigError(f"{prefix}{key}: unknown key; known here: {', '.join(known)}")
+        for key in known.keys() - node.keys():
+            raise ConfigError(f"{prefix}{key}: missing; it is required (see configs/config.yaml)")
+        for key, value in known.items():
+            if isinstance(value, dict) != isinstance(node[key], dict):
+                raise ConfigError(f"{prefix}{key}={node[key]}: must be {'a mapping' if isinstance(value, dict) else 'a value'}")
+            if isinstance(value, dict):
+                walk(node[key], value, f"{prefix}{key}.")
     walk(OmegaConf.to_container(cfg), base, "")
+    for group in groups - {"experiment"}:
+        if group not in cfg:
+            raise ConfigError(f"{group}: missing; choose an option of the `{group}` group")
 
 
 def build_model(cfg, data):
@@ -152,7 +167,7 @@ def train(cfg, run_dir):
         runlog.evaluation("val", figures, step, epoch=step / steps_per_epoch)
         collapse_watch.update(figures, step)
         log_pictures(runlog, model, data, "val", figures, step, run_dir / "figures", seed=cfg.seed, plots=False)
-        if figures["elbo"] > best_elbo:
+        if math.isfinite(figures["elbo"]) and figures["elbo"] > best_elbo:
             best_elbo = figures["elbo"]
             save("best.pt")
         return figures
@@ -196,8 +211,8 @@ def train(cfg, run_dir):
             stopping = stop.signal is not None or (t.stop_at_step is not None and start_step < t.stop_at_step <= step < total)
             log_now = step % t.log_every == 0 or step == total
             save_now = step % t.eval_every == 0 or step == total or step % t.checkpoint_every == 0 or stopping
-            if (log_now or save_now) and (problem := guard.diverged()):  # before anything from a bad step is kept
-                return finish("diverged", message=diverged_message(problem, run_dir))
+            if (log_now or save_now) and (problem := guard.diverged(step, saving=save_now)):  # before it is kept
+                return finish("diverged", error=diverged_message(problem, run_dir))
             if log_now:
                 loss_v, rec, kl = (acc / acc_steps).tolist()  # the only host sync between evaluations
                 now = time.perf_counter()
@@ -217,6 +232,8 @@ def train(cfg, run_dir):
                 train_s += time.perf_counter() - tick
                 if step % t.eval_every == 0 or step == total:
                     figures = validate()
+                    if problem := guard.diverged(step, figures):
+                        return finish("diverged", error=diverged_message(problem, run_dir))
                 save("last.pt")
                 tick = time.perf_counter()
             if stopping:
@@ -237,8 +254,23 @@ def train(cfg, run_dir):
 
 
 def build_optimizer(cfg, model):
-    """The `optimizer` group is a partial (torch.optim classes check their own values when called)."""
+    """The `optimizer` group is a partial of a torch.optim class: each value must have the type of that
+    argument's default (a finite number, a list of them, a bool), then torch checks the ranges."""
     make = build("optimizer", cfg.optimizer)
+    defaults = inspect.signature(make.func).parameters
+    for key, value in make.keywords.items():
+        if key not in defaults:
+            raise ConfigError(f"optimizer.{key}: unknown key for {cfg.optimizer._target_}")
+        default = defaults[key].default
+        if isinstance(default, tuple):
+            if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != len(default):
+                raise ConfigError(f"optimizer.{key}={value}: must be a list of {len(default)} numbers")
+            for j, v in enumerate(value):
+                number(f"optimizer.{key}[{j}]", v, low=-FLOAT32_MAX, high=FLOAT32_MAX)
+        elif isinstance(default, bool):
+            choice(f"optimizer.{key}", value, (False, True))
+        elif isinstance(default, (int, float)):
+            number(f"optimizer.{key}", value, low=-FLOAT32_MAX, high=FLOAT32_MAX)  # torch computes in float32
     try:
         return make(model.parameters())
     except (TypeError, ValueError) as e:
@@ -249,7 +281,7 @@ def diverged_message(problem, run_dir):
     last = Path(run_dir) / "checkpoints" / "last.pt"
     kept = (f"the last good checkpoint, {last} (step {checkpoint.load(last)['step']}), is kept" if last.is_file()
             else "no checkpoint had been written")
-    return f"{problem}; {kept}. Lower optimizer.lr, or set trainer.nonfinite=skip to drop such steps"
+    return f"{problem}; {kept}. Lower optimizer.lr (or, for rare bad batches, set trainer.nonfinite=skip)"
 
 
 def _first_line(error, limit=240):
@@ -288,7 +320,7 @@ def main(cfg):
         except ConfigError as e:
             raise SystemExit(f"vae-train: error: {e}")
         if summary["status"] == "diverged":
-            raise SystemExit(f"vae-train: error: {summary['message']}")
+            raise SystemExit(f"vae-train: error: {summary['error']}")
     if summary["status"] in ("stopped", "interrupted"):  # exit 0, or 128 + the signal's number (ends a sweep too)
         print(f"vae-train: {summary['message']}", file=sys.stderr, flush=True)
         if summary["status"] == "interrupted" or hc.mode != RunMode.MULTIRUN:  # trainer.stop_at_step: the sweep goes on
@@ -299,9 +331,9 @@ def main(cfg):
 def run(cfg):
     hc = HydraConfig.get()
     set_threads(cfg.threads, hc.launcher)
-    templates = [OmegaConf.to_container(hc[mode], resolve=False)["dir"] for mode in ("run", "sweep")]
-    cfg, run_dir = runs.resume_target(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task),
-                                      runs.search_roots(*templates))
+    raw = OmegaConf.to_container(hc, resolve=False)  # as typed: an override may hold a broken ${...}
+    cfg, run_dir = runs.resume_target(cfg, Path(hc.runtime.output_dir), raw["overrides"]["task"],
+                                      runs.search_roots(raw["run"]["dir"], raw["sweep"]["dir"]))
     summary = train(cfg, run_dir)
     if summary["status"] == "completed":
         report(summary)
