@@ -1,4 +1,6 @@
 """Instantiate config groups through Hydra's `_target_`, turning a bad value into one line naming its key."""
+import re
+
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -19,6 +21,9 @@ def build(group, node, **runtime):
         if cause is None:  # Hydra could not import or find the target
             first = str(e).strip().splitlines()[0]
             raise ConfigError(f"{group}._target_={node._target_}: {first}") from None
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(cause)) if isinstance(cause, TypeError) else None
+        if unknown:
+            raise ConfigError(f"{group}.{unknown[1]}: unknown key for {node._target_}") from None
         raise ConfigError(f"{group}: {_one_line(cause)} (config: {OmegaConf.to_container(node)})") from None
 
 

@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 
@@ -13,9 +14,11 @@ class RunLog:
         # purge_step drops events at or after it, left by a run that stopped between logging and checkpointing
         self.tb = SummaryWriter(log_dir=str(self.dir), purge_step=purge_step)
         self.metrics_path = self.dir / "metrics.jsonl"
-        if purge_step is not None and self.metrics_path.exists():
-            kept = [l for l in self.metrics_path.read_text().splitlines() if json.loads(l)["step"] < purge_step]
-            self.metrics_path.write_text("".join(l + "\n" for l in kept))
+        if purge_step is not None:  # resuming: the run has no final status until it ends again
+            (self.dir / "summary.json").unlink(missing_ok=True)
+            if self.metrics_path.exists():
+                kept = [l for l in self.metrics_path.read_text().splitlines() if _step(l) < purge_step]
+                _write_atomic(self.metrics_path, "".join(l + "\n" for l in kept))
 
     def scalars(self, prefix, values, step):
         for name, value in values.items():
@@ -50,7 +53,8 @@ class RunLog:
     def image_grid(self, tag, images, step, nrow=8, png=None):
         from torchvision.utils import make_grid, save_image  # imported here: torchvision adds ~1.5 s to start-up
 
-        grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, pad_value=0.5)
+        images = images.detach().float().nan_to_num(0.5).clamp(0, 1).cpu()  # a diverged model's NaN shows grey
+        grid = make_grid(images, nrow=nrow, pad_value=0.5)
         self.tb.add_image(tag, grid, step)
         if png is not None:
             Path(png).parent.mkdir(parents=True, exist_ok=True)
@@ -58,14 +62,75 @@ class RunLog:
 
     def summary(self, figures, name="summary.json"):
         """`figures` as JSON in the run directory, written atomically."""
-        path = self.dir / name
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(_finite(figures), indent=2) + "\n")
-        tmp.replace(path)
+        _write_atomic(self.dir / name, json.dumps(_finite(figures), indent=2) + "\n")
+
+    def flush(self):
+        self.tb.flush()
+
+    def hparams(self, cfg, status="completed"):
+        """The run's config as one session of TensorBoard's HParams tab, written into this run's own event file
+        (SummaryWriter.add_hparams would add a sub-run per call). The tab's metrics are the run's own val/* scalars,
+        whose last values are the final figures; no experiment summary is written, so the tab takes the union
+        of every run's hyper-parameters instead of one run's."""
+        from tensorboard.plugins.hparams.api_pb2 import Status
+        from torch.utils.tensorboard.summary import hparams
+
+        _, start, end = hparams(flat_hparams(cfg), {})
+        kind = {"completed": "STATUS_SUCCESS", "stopped": "STATUS_RUNNING", "interrupted": "STATUS_RUNNING"}
+        end.value[0].metadata.plugin_data.content = _session_end(Status.Value(kind.get(status, "STATUS_FAILURE")))
+        writer = self.tb._get_file_writer()
+        writer.add_summary(start)
+        writer.add_summary(end)
 
     def close(self):
         self.tb.flush()
         self.tb.close()
+
+
+NOT_HPARAMS = {"data_dir", "resume", "objective", "trainer.log_every", "trainer.eval_every",
+               "trainer.checkpoint_every", "eval.batch_size"}  # where and how often, not what is trained
+
+
+def flat_hparams(cfg):
+    """{dotted key: value} of the resolved config; a node with `_target_` shows as its option name (`encoder: mlp`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    out = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                if "_target_" in value:
+                    out[path] = choices.get(path) or str(value["_target_"]).rsplit(".", 1)[-1]
+                walk({k: v for k, v in value.items() if not k.startswith("_")}, path + ".")
+            elif path not in NOT_HPARAMS and value is not None:
+                out[path] = value if isinstance(value, (int, float, str)) else str(value)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def _session_end(status):
+    from tensorboard.plugins.hparams.metadata import PLUGIN_DATA_VERSION
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+
+    return HParamsPluginData(session_end_info=SessionEndInfo(status=status), version=PLUGIN_DATA_VERSION).SerializeToString()
+
+
+def _step(line):
+    """The step of a metrics.jsonl line; a line torn by a kill mid-write counts as after every step."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+def _write_atomic(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _finite(d):

@@ -1,5 +1,6 @@
 """Reader for the IDX format (Fashion-)MNIST ship in, gzipped or not; a damaged file is a one-line error."""
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ def read_idx(path):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise ConfigError(f"{path}: cannot be read ({e}); delete it to download again, or replace it") from None
     if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
         raise ConfigError(f"{path}: not an IDX file of unsigned bytes (bad header); delete or replace it")

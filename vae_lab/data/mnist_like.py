@@ -30,6 +30,11 @@ class MNISTLike(TensorImageData):
                 f"dataset: no {self.name} files in {raw} (looked for {', '.join(FILES.values())}, .gz or not); "
                 f"put the four IDX files there{self.how_to_get}, or set dataset.download=true with internet access")
         arrays = {key: read_idx(path) for key, path in found.items()}
+        for split in ("train", "test"):
+            images, labels = arrays[split, "images"], arrays[split, "labels"]
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels) or 0 in images.shape:
+                raise ConfigError(f"{found[split, 'images']}, {found[split, 'labels']}: need N images (N, H, W) and "
+                                  f"N labels (N,), found {images.shape} and {labels.shape}; replace them")
         train_x, train_y = arrays["train", "images"], arrays["train", "labels"]
         val_size = int(number("val_size", val_size, low=1, high=len(train_x) - 1, integer=True))
         perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(int(seed))).numpy()

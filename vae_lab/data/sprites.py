@@ -3,6 +3,7 @@
 Each (shape, scale, orientation) is rendered once into a 32x32 patch (720 patches, 2.9 MB); position is a shift,
 so an image is its patch scattered into an empty 64x64 canvas. The 3 GB grid is never held in memory.
 """
+import functools
 import math
 
 import torch
@@ -32,6 +33,7 @@ def _inside(shape, u, v):
     return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
 
 
+@functools.lru_cache(maxsize=1)  # pure; 0.3 s, and a process may build the dataset several times
 def render_patches():
     """(720, 32*32) float patches indexed by (shape * 6 + scale) * 40 + orientation; shape centred at pixel (16, 16)."""
     s = _SUPERSAMPLE
@@ -68,7 +70,7 @@ class Sprites(ImageData):
             n = int(number("train_size", train_size, low=1, high=len(self._index["train"]), integer=True))
             self._index["train"] = self._index["train"][:n]
         self._index = {k: v.to(self.device) for k, v in self._index.items()}
-        self.patches = render_patches().to(self.device)  # (720, 1024)
+        self.patches = render_patches().to(self.device, copy=True)  # (720, 1024)
         r, c = torch.meshgrid(torch.arange(PATCH), torch.arange(PATCH), indexing="ij")
         self.patch_offsets = (r * IMAGE + c).flatten().to(self.device)  # (1024,) canvas offsets of patch pixels
 

@@ -1,0 +1,240 @@
+"""Interrupted, diverging and resumed runs: signals, NaN/Inf, resume=auto, damaged checkpoints."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import TINY, compose_config
+from test_training import scalars
+from vae_lab import runs
+from vae_lab.checks import ConfigError
+from vae_lab.decoders import MLPDecoder
+from vae_lab.interrupt import StopRequest
+from vae_lab.likelihoods import Bernoulli
+from vae_lab.train import train
+
+
+def poison_at(monkeypatch, cls, method, call, how):
+    """Make the `call`-th training call (grad enabled) of cls.method return how(output)."""
+    original, calls = getattr(cls, method), []
+
+    def poisoned(self, *args):
+        out = original(self, *args)
+        if torch.is_grad_enabled():
+            calls.append(1)
+            if len(calls) == call:
+                return how(out, *args)
+        return out
+    monkeypatch.setattr(cls, method, poisoned)
+
+
+def test_nan_reconstruction_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    poison_at(monkeypatch, Bernoulli, "log_prob", 5, lambda out, x, params: out * float("nan"))
+    summary = train(compose_config(TINY), tmp_path)
+    assert summary["status"] == "diverged"
+    assert summary["error"].startswith("training diverged at step 5: non-finite reconstruction term")
+    assert "(step 3)" in summary["error"]
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
+    assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [3]
+    assert [s for s, _ in scalars(tmp_path)["train/elbo"]] == [2, 4]  # step 6's would include step 5's NaN
+
+
+def test_nan_gradient_names_the_parameter(tmp_path, monkeypatch):
+    # sqrt'(0) = inf: the forward pass stays finite, the gradient reaching the encoder is NaN
+    poison_at(monkeypatch, MLPDecoder, "forward", 2, lambda out, z: out + (z * 0).sqrt().sum() * 0)
+    summary = train(compose_config(TINY), tmp_path)
+    assert summary["status"] == "diverged"
+    assert summary["error"].startswith("training diverged at step 2: non-finite gradient of encoder."), summary
+    assert "no checkpoint had been written" in summary["error"]
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_an_update_that_blows_up_is_caught_before_a_checkpoint(tmp_path):
+    """Every term and gradient of step 1 is finite; the parameters it leaves are useless."""
+    summary = train(compose_config([*TINY, "optimizer.lr=1e20", "trainer.max_steps=1"]), tmp_path)
+    assert summary["status"] == "diverged"
+    assert summary["error"].startswith("training diverged by step 1: validation elbo nan"), summary["error"]
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_parameter_made_infinite_by_an_update_is_never_saved(tmp_path, monkeypatch):
+    def overflow(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        self.param_groups[0]["params"][0].data[0, 0] = float("inf")
+        return out
+    original = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", overflow)
+    summary = train(compose_config([*TINY, "trainer.checkpoint_every=1", "trainer.log_every=5"]), tmp_path)
+    assert summary["error"].startswith("training diverged by step 1: non-finite encoder.features.1.0.weight after"), summary
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_skip_drops_the_bad_step_and_counts_it(tmp_path, monkeypatch):
+    poison_at(monkeypatch, Bernoulli, "log_prob", 5, lambda out, x, params: out * float("inf"))
+    summary = train(compose_config([*TINY, "trainer.nonfinite=skip"]), tmp_path)
+    assert summary["status"] == "completed" and summary["skipped_steps"] == 1
+    assert [(s, v) for s, v in scalars(tmp_path)["train/skipped_steps"]] == [(2, 0), (4, 0), (6, 1)]
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert all(t.isfinite().all() for t in state["model"].values())
+
+
+def test_first_signal_asks_to_stop_second_exits_and_handlers_come_back():
+    before = signal.getsignal(signal.SIGINT)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert stop.signal == "SIGTERM" and stop.exit_code == 143
+        with pytest.raises(SystemExit) as e:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        assert e.value.code == 130
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+CLI_TINY = [*TINY, "trainer.max_steps=100000", "trainer.epochs=100000", "trainer.checkpoint_every=4"]
+
+
+def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "outputs" / "runs" / "a"
+    proc = subprocess.Popen(["vae-train", *CLI_TINY, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoints" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert f"continue with: vae-train resume={run_dir}" in err.splitlines()[-1]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM"
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == summary["steps"]
+
+    # a re-queued job: the same command with resume=auto continues that run (here to a stop_at_step)
+    stop = summary["steps"] + 3
+    again = subprocess.run(["vae-train", *CLI_TINY, "resume=auto", f"trainer.stop_at_step={stop}",
+                            f"hydra.run.dir={tmp_path / 'outputs' / 'runs' / 'b'}"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resume=auto: continuing {run_dir}" in again.stdout
+    assert json.loads((run_dir / "summary.json").read_text()) | {"steps": stop} == {
+        "status": "stopped", "signal": None, "exit_code": 0, "steps": stop, "run_dir": str(run_dir),
+        "message": f"stopped at step {stop} (trainer.stop_at_step), {run_dir}/checkpoints/last.pt written; "
+                   f"continue with: vae-train resume={run_dir}"}
+    assert not (tmp_path / "outputs" / "runs" / "b" / "checkpoints").exists()
+
+
+def _run(tmp_path, name, overrides, **status):
+    """A finished or stopped run directory with its .hydra/config.yaml, as vae-train leaves it."""
+    cfg = compose_config([*TINY, "trainer.max_steps=4", *overrides])
+    run_dir = tmp_path / "runs" / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+    train(cfg, run_dir)
+    return cfg, run_dir
+
+
+def test_resume_auto_picks_the_newest_unfinished_run_of_the_same_config(tmp_path):
+    cfg, old = _run(tmp_path, "old", ["trainer.stop_at_step=2"])
+    _, new = _run(tmp_path, "new", ["trainer.stop_at_step=2"])
+    _run(tmp_path, "done", [])  # completed: not resumed
+    _run(tmp_path, "other", ["trainer.stop_at_step=2", "kl.beta=2"])  # another config
+    os.utime(old / "checkpoints" / "last.pt", (1, 1))
+    me = compose_config([*TINY, "trainer.max_steps=4", "resume=auto", "trainer.log_every=1", "device=cpu"])
+    resumed, run_dir = runs.resume_target(me, tmp_path / "runs" / "mine", ["trainer.log_every=1", "device=cpu"],
+                                          [tmp_path / "runs"])
+    assert run_dir == new and resumed.resume == str(new) and resumed.trainer.log_every == 1
+    assert train(resumed, run_dir)["status"] == "completed"
+    assert runs.find_unfinished(me, [tmp_path / "runs"]) == old
+    fresh = compose_config([*TINY, "trainer.max_steps=4", "resume=auto", "kl.beta=3"])
+    assert runs.resume_target(fresh, tmp_path / "x", [], [tmp_path / "runs"])[1] == tmp_path / "x"
+    assert fresh.resume is None
+
+
+def test_search_roots_are_the_fixed_part_of_the_hydra_dirs():
+    assert runs.search_roots("outputs/runs/${now:%Y-%m-%d}/${now:%H}", "outputs/sweeps/${now:%Y}") == [
+        runs.Path("outputs/runs"), runs.Path("outputs/sweeps")]
+    assert runs.search_roots("/scratch/job7", "/scratch/sweep") == [runs.Path("/scratch")]
+
+
+def test_resume_refuses_an_override_that_changes_the_run(tmp_path):
+    cfg, run_dir = _run(tmp_path, "a", ["trainer.stop_at_step=2"])
+    cfg.resume, cfg.kl.beta = str(run_dir), 4.0  # as composed from `resume=<dir> kl.beta=4`
+    with pytest.raises(ConfigError, match=r"^kl.beta=4: resume=.* where kl.beta=1.0"):
+        runs.resume_target(cfg, tmp_path / "b", ["kl.beta=4"], [])
+    cfg.kl.beta, cfg.device = 1.0, "cpu"
+    resumed, _ = runs.resume_target(cfg, tmp_path / "b", ["kl.beta=1.0", "device=cpu"], [])  # agreeing: fine
+    assert resumed.device == "cpu"
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "not a readable vae_lab checkpoint"),
+    (lambda p: p.write_bytes(b""), "not a readable vae_lab checkpoint"),
+    (lambda p: torch.save({"model": {"w": torch.zeros(2)}}, p), "does not fit this run's model"),
+    (lambda p: torch.save([1, 2, 3], p), "does not fit this run's model"),
+    (lambda p: p.unlink(), "no checkpoint there"),
+])
+def test_damaged_checkpoint_is_one_line(tmp_path, damage, message):
+    cfg, run_dir = _run(tmp_path, "a", ["trainer.stop_at_step=2"])
+    damage(run_dir / "checkpoints" / "last.pt")
+    cfg.resume = str(run_dir)
+    with pytest.raises(ConfigError, match=message) as e:
+        train(cfg, run_dir)
+    assert "\n" not in str(e.value)
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    _, small = _run(tmp_path, "small", ["trainer.stop_at_step=2"])
+    cfg, big = _run(tmp_path, "big", ["trainer.stop_at_step=2", "encoder.hidden=[48]"])
+    (big / "checkpoints" / "last.pt").write_bytes((small / "checkpoints" / "last.pt").read_bytes())
+    cfg.resume = str(big)
+    with pytest.raises(ConfigError, match=r"resume=.*big: checkpoints/last.pt does not fit this run's model \(.*size mismatch"):
+        train(cfg, big)
+
+
+def test_torn_metrics_line_is_dropped_on_resume(tmp_path):
+    cfg, run_dir = _run(tmp_path, "a", ["trainer.stop_at_step=3", "trainer.max_steps=6"])
+    with (run_dir / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 4, "elb')  # killed mid-write
+    cfg.resume = str(run_dir)
+    train(cfg, run_dir)
+    assert [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()] == [3, 6]
+
+
+UNSAFE = re.compile(r"\bimport (c?pickle|dill|cloudpickle|joblib|shelve|marshal)\b|pickle\.loads?\(|joblib\.load"
+                    r"|weights_only\s*=\s*False|allow_pickle\s*=\s*True|(?<![.\w])(eval|exec)\("
+                    r"|yaml\.unsafe_load\(|yaml\.load\([^)]*(Unsafe|Full|yaml\.Loader)|yaml\.load\((?![^)]*Loader)")
+
+
+def test_nothing_unpickles_arbitrary_objects():
+    root = Path(__file__).resolve().parents[1]
+    for path in [*root.glob("vae_lab/**/*.py"), *root.glob("scripts/*.py"), *root.glob("tests/*.py")]:
+        if path == Path(__file__).resolve():  # the patterns themselves
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            assert not UNSAFE.search(line), f"{path}:{n}: {line.strip()}"
+            assert "torch.load(" not in line or "weights_only=True" in line, f"{path}:{n}: {line.strip()}"
+
+
+def test_checkpoint_restores_every_random_state(tmp_path):
+    import random
+
+    import numpy as np
+
+    from vae_lab import checkpoint
+
+    generators = {"noise": torch.Generator().manual_seed(1), "binarize": torch.Generator().manual_seed(2)}
+    torch.manual_seed(3), random.seed(4), np.random.seed(5)
+    checkpoint.save_atomic({"rng": checkpoint.rng_state(generators)}, tmp_path / "c.pt")
+    draw = lambda: (torch.rand(3), random.random(), np.random.rand(), *(torch.rand(2, generator=g) for g in generators.values()))
+    first = draw()
+    checkpoint.set_rng_state(checkpoint.load(tmp_path / "c.pt")["rng"], generators)
+    for a, b in zip(first, draw()):
+        assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))

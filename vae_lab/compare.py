@@ -1,0 +1,394 @@
+"""vae-compare: one table, and plots, for the runs of a sweep, read from each run's config, summary.json and eval.json.
+
+    vae-compare outputs/sweeps/<sweep> [--sort elbo --desc] [--filter 'kl.beta>1'] [--csv t.csv] [--markdown t.md]
+
+Columns: the run, the overrides that differ between runs, status, the final validation figures of summary.json
+(`val/...`), the figures of eval.json when present (`eval/...`), and the error of a failed run.
+"""
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+from vae_lab.checks import ConfigError
+
+VAL_FIGURES = ("elbo", "recon_nll", "kl", "active_units")  # the table's summary.json columns, as val/<name>
+SUMMARY_VAL = {*VAL_FIGURES, "bits_per_dim", "images"}  # summary.json keys that are validation figures
+# eval.json keys (written by vae-eval) that say how it was evaluated rather than what was found: not table columns
+EVAL_BOOKKEEPING = {"run", "checkpoint", "step", "split", "prior", "kl_estimate", "collapse_reason", "images",
+                    "mi_images", "iwae_k", "evaluate_s", "wall_s"}
+NOT_RUNS = {".hydra", ".submitit", "checkpoints", "figures"}
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class Run:
+    """One run directory: `overrides` as given on the command line, `values` everything --sort/--filter can use."""
+
+    def __init__(self, path):
+        self.path = Path(os.path.abspath(path))
+        hydra_dir = self.path / ".hydra"
+        self.overrides = dict(_parse_override(o) for o in _yaml(hydra_dir / "overrides.yaml") or [] if "=" in o)
+        values = _flatten(_yaml(hydra_dir / "config.yaml") or {})
+        choices = ((_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {}).get("runtime", {}).get("choices") or {})
+        values.update({g: c for g, c in choices.items() if not g.startswith("hydra/") and isinstance(c, str)})
+        values.update(self.overrides)
+        summary = _json(self.path / "summary.json")
+        if summary is None:
+            summary = {"status": "no summary", "error": "no summary.json: still running, or killed"}
+        elif summary.get("status") != "completed" and "message" in summary:  # diverged, stopped: why, in one line
+            summary.setdefault("error", summary.pop("message"))
+        for key, value in summary.items():
+            if key != "run_dir" and _scalar(value):
+                values[f"val/{key}" if key in SUMMARY_VAL else key] = value
+        for key, value in _flatten(_json(self.path / "eval.json") or {}).items():
+            values[f"eval/{key}"] = value
+        values["run"] = str(self.path)
+        self.values = values
+
+
+def find_runs(paths):
+    """Run directories (those holding .hydra/config.yaml) at or below each path."""
+    runs = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise ConfigError(f"{path}: not a directory")
+        found = []
+        for root, dirs, _ in os.walk(path):
+            if os.path.isfile(os.path.join(root, ".hydra", "config.yaml")):
+                found.append(Path(root))
+                dirs.clear()
+            else:
+                dirs[:] = sorted(d for d in dirs if d not in NOT_RUNS)
+        if not found:
+            raise ConfigError(f"{path}: holds no run directory (one with .hydra/config.yaml)")
+        runs += found
+    return runs
+
+
+def differing(runs):
+    """Override keys whose value is not the same in every run, in the order they first appear."""
+    keys = list(dict.fromkeys(k for r in runs for k in r.overrides))
+    return [k for k in keys if len({repr(r.overrides.get(k)) for r in runs}) > 1]
+
+
+def columns(runs):
+    present = lambda key: any(key in r.values for r in runs)  # noqa: E731
+    evals = list(dict.fromkeys(k for r in runs for k in r.values if k.startswith("eval/")
+                               and "." not in k and k[5:] not in EVAL_BOOKKEEPING))  # nested keys: --filter only
+    cols = [*differing(runs), "status", *(f"val/{k}" for k in VAL_FIGURES if present(f"val/{k}")), *evals]
+    return cols + (["error"] if present("error") else []) + ["run"]
+
+
+def resolve(key, runs):
+    """A column or config key as typed; `elbo` also finds val/elbo, then eval/elbo."""
+    for candidate in (key, f"val/{key}", f"eval/{key}"):
+        if any(candidate in r.values for r in runs):
+            return candidate
+    known = sorted({k for r in runs for k in r.values if "/" in k or k in r.overrides} | {"status"})
+    raise ConfigError(f"{key!r}: no run has this key; try one of {', '.join(known)} or any config key such as kl.beta")
+
+
+FILTER = re.compile(r"^\s*([^<>=!~\s]+)\s*(>=|<=|!=|==|=|>|<|~)\s*(.*?)\s*$")
+
+
+def keep(runs, expression):
+    """The runs for which `KEY OP VALUE` holds (OP: = == != < <= > >=, or ~ for a regular expression)."""
+    m = FILTER.match(expression)
+    if not m:
+        raise ConfigError(f"--filter {expression!r}: write KEY OP VALUE with OP one of = != < <= > >= ~ (e.g. kl.beta>1)")
+    key, op, want = resolve(m[1], runs), m[2], _typed(m[3])
+    pattern = re.compile(m[3]) if op == "~" else None
+
+    def holds(run):
+        have = run.values.get(key)
+        if have is None:
+            return False
+        if op == "~":
+            return bool(pattern.search(_text(have)))
+        if not (_number(have) and _number(want)):
+            have, want_ = _text(have), _text(want)
+        else:
+            want_ = want
+        return {"=": have == want_, "==": have == want_, "!=": have != want_, "<": have < want_,
+                "<=": have <= want_, ">": have > want_, ">=": have >= want_}[op]
+
+    return [r for r in runs if holds(r)]
+
+
+def sort(runs, key, descending=False):
+    """Sorted by `key` (numbers apart from text); runs without the key come last in either direction."""
+    key = resolve(key, runs)
+    get = lambda r: r.values.get(key)  # noqa: E731
+    have = [r for r in runs if get(r) is not None]
+    ordered = sorted(have, key=lambda r: _sort_key(get(r)), reverse=descending)
+    return ordered + [r for r in runs if get(r) is None]
+
+
+def rows(runs, cols, root):
+    """Cells of the table; a run is named by its path below `root`."""
+    out = []
+    for r in runs:
+        name = r.path.relative_to(root).as_posix()
+        out.append([name if c == "run" else r.values.get(c) for c in cols])
+    return out
+
+
+def fmt(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}" if 100 <= abs(value) < 1e6 else f"{value:.4g}"
+    return str(value)
+
+
+def text_table(cols, table):
+    cells = [cols] + [[fmt(v) for v in row] for row in table]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    numeric = [all(v is None or _number(v) for v in col) for col in zip(*table)] if table else [False] * len(cols)
+    lines = []
+    for i, row in enumerate(cells):
+        parts = [c.rjust(w) if numeric[j] and i else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(parts).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(cols, table):
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(esc, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(esc(fmt(v)) for v in row) + " |" for row in table]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(cols, table):
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(cols)
+    writer.writerows([["" if v is None else v for v in row] for row in table])
+    return buf.getvalue()
+
+
+def label(run, keys):
+    return ",".join(f"{k}={fmt(run.overrides.get(k))}" for k in keys) or run.path.name
+
+
+def plot(runs, out_dir):
+    """The rate-distortion plane and each figure against every numeric swept key, as PNGs; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = differing(runs)
+    done = [r for r in runs if r.values.get("status") == "completed"
+            and all(_finite(r.values.get(f"val/{k}")) for k in ("kl", "recon_nll"))]
+    written = []
+    if done:
+        written.append(rate_distortion(plt, done, keys, out_dir / "rate_distortion.png"))
+    figures = [c for c in columns(done) if c.startswith(("val/", "eval/"))
+               and any(_finite(r.values.get(c)) for r in done)] if done else []
+    for key in (k for k in keys if k != "seed"):  # a figure against the seed says nothing
+        xs = [r.overrides.get(key) for r in done]
+        if figures and len(set(xs)) > 1 and all(_finite(x) for x in xs):
+            written.append(against(plt, done, key, [k for k in keys if k != key], figures,
+                                   out_dir / f"vs_{key.replace('/', '_')}.png"))
+    return written
+
+
+def rate_distortion(plt, runs, keys, path):
+    # Alemi et al. 2018, "Fixing a Broken ELBO": rate R = KL(q(z|x) || p(z)), distortion D = -E_q log p(x|z);
+    # -ELBO = D + R, so runs of equal ELBO lie on a line of slope -1.
+    rate = [r.values["val/kl"] for r in runs]
+    dist = [r.values["val/recon_nll"] for r in runs]
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    numeric = [k for k in keys if k != "seed" and all(_finite(r.overrides.get(k)) for r in runs)]
+    if numeric:  # colour by the first numeric swept key
+        import matplotlib.colors
+
+        c = [r.overrides[numeric[0]] for r in runs]
+        norm = matplotlib.colors.LogNorm() if _decades(c) else None
+        fig.colorbar(ax.scatter(rate, dist, c=c, norm=norm, s=18, zorder=3), ax=ax, label=numeric[0])
+    else:
+        ax.scatter(rate, dist, s=18, zorder=3)
+    if len(runs) <= 40:
+        for r, x, y in zip(runs, rate, dist):
+            ax.annotate(label(r, keys), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    best = min(x + y for x, y in zip(rate, dist))
+    ax.margins(x=0.25 if len(runs) <= 40 else 0.05, y=0.08)  # room for the labels
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    ax.plot(xlim, [best - xlim[0], best - xlim[1]], "--", color="grey", lw=0.8, label=f"best ELBO: R + D = {best:.2f}")
+    ax.set(xlim=xlim, ylim=ylim, xlabel="rate: KL (nats per image)",
+           ylabel="distortion: reconstruction NLL (nats per image)", title="Rate-distortion plane (Alemi et al. 2018)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def against(plt, runs, key, others, figures, path):
+    """Each figure against `key`: one line per combination of the other swept keys through the mean over seeds,
+    with every run as a dot; dots only when there are too many combinations."""
+    others = [k for k in others if k != "seed"]
+    groups = {}
+    for r in sorted(runs, key=lambda r: [_sort_key(r.overrides.get(k)) for k in others]):
+        groups.setdefault(label(r, others) if others else "", []).append(r)
+    lines = len(groups) <= 10
+    xs = [r.overrides[key] for r in runs]
+    ncol = min(len(figures), 4)
+    nrow = math.ceil(len(figures) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3 * nrow), squeeze=False)
+    for ax, figure in zip(axes.flat, figures):
+        for name, members in groups.items():
+            at = {}
+            for r in members:
+                if _finite(r.values.get(figure)):
+                    at.setdefault(r.overrides[key], []).append(r.values[figure])
+            if not at:
+                continue
+            dots = ax.plot(*zip(*[(x, v) for x, vs in at.items() for v in vs]), "o", ms=3, alpha=0.6)
+            if lines:
+                x_mean = sorted((x, sum(vs) / len(vs)) for x, vs in at.items())
+                ax.plot(*zip(*x_mean), "-", color=dots[0].get_color(), label=name or None)
+        if _decades(xs):
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        if len(set(xs)) <= 8:  # a grid: a tick at each value swept
+            ax.set_xticks(sorted(set(xs)), [fmt(x) for x in sorted(set(xs))])
+        ax.set(xlabel=key, title=figure)
+    for ax in axes.flat[len(figures):]:
+        ax.axis("off")
+    if lines and others:
+        axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="vae-compare", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", help="a sweep directory, or run directories")
+    parser.add_argument("--sort", metavar="KEY", help="a column or config key, e.g. elbo or kl.beta (ascending)")
+    parser.add_argument("--desc", action="store_true", help="sort in descending order")
+    parser.add_argument("--filter", metavar="EXPR", action="append", default=[],
+                        help="keep runs where KEY OP VALUE holds, e.g. 'kl.beta>1', status=completed, 'encoder~conv'; repeatable")
+    parser.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+    parser.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    parser.add_argument("--out", metavar="DIR", help="where the plots go (default: the sweep directory)")
+    parser.add_argument("--no-plots", action="store_true", help="write no PNG")
+    args = parser.parse_args(argv)
+    try:
+        compare(args)
+    except ConfigError as e:
+        raise SystemExit(f"vae-compare: error: {e}")
+
+
+def compare(args):
+    runs = [Run(p) for p in find_runs(args.paths)]
+    swept = differing(runs)
+    runs.sort(key=lambda r: [_sort_key(r.overrides.get(k)) for k in swept])  # 2 before 10
+    total = len(runs)
+    for expression in args.filter:
+        runs = keep(runs, expression)
+    if args.sort:
+        runs = sort(runs, args.sort, args.desc)
+    cols = columns(runs)
+    root = os.path.commonpath([os.path.abspath(p) for p in args.paths])
+    if os.path.isfile(os.path.join(root, ".hydra", "config.yaml")):  # a run directory itself: name it too
+        root = os.path.dirname(root)
+    table = rows(runs, cols, Path(root))
+    print(text_table(cols, table))
+    statuses = [r.values.get("status") for r in runs]
+    counts = ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
+    print(f"{len(runs)} runs" + (f" of {total}" if args.filter else "") + (f": {counts}" if runs else ""))
+    for option, render in (("csv", csv_table), ("markdown", markdown_table)):
+        if getattr(args, option):
+            Path(getattr(args, option)).write_text(render(cols, table))
+            print(f"wrote {getattr(args, option)}")
+    if not args.no_plots and runs:
+        out = Path(args.out) if args.out else Path(os.path.commonpath([os.path.abspath(p) for p in args.paths]))
+        out.mkdir(parents=True, exist_ok=True)
+        for path in plot(runs, out):
+            print(f"wrote {path}")
+
+
+def _yaml(path):
+    try:
+        with open(path) as f:
+            return yaml.load(f, Loader=Loader)
+    except FileNotFoundError:
+        return None
+
+
+def _json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as e:
+        return {"status": "unreadable", "error": f"{path.name}: {e}"}
+
+
+def _flatten(node, prefix=""):
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        elif _scalar(value):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _parse_override(text):
+    key, _, value = text.partition("=")
+    return key.lstrip("+~"), _typed(value)
+
+
+def _typed(text):
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _scalar(value):
+    return isinstance(value, (int, float, str, bool))
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value):
+    return _number(value) and math.isfinite(value)
+
+
+def _decades(values):
+    """Positive values that span a decade or more: shown on a log axis."""
+    return min(values) > 0 and max(values) / min(values) >= 10
+
+
+def _sort_key(value):
+    return (0, value, "") if _number(value) else (1, 0, _text(value) if value is not None else "")
+
+
+def _text(value):
+    return value if isinstance(value, str) else fmt(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Run directories: which config a run was started with, whether it finished, and finding one to resume."""
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from vae_lab.checks import ConfigError
+
+log = logging.getLogger("vae_lab")
+
+# Keys that say how or where this invocation runs, not what is trained: ignored when matching configs.
+RUN_SPECIFIC = ("resume", "device", "threads", "objective", "data_dir", "trainer.log_every", "trainer.eval_every",
+                "trainer.checkpoint_every", "trainer.stop_at_step")
+UNFINISHED = (None, "interrupted", "stopped")  # summary.json status of a run that resume=auto continues
+SEARCH_DEPTH = 4  # run directories are looked for at most this many levels below a search root
+
+
+def saved_config(run_dir, key="resume"):
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{key}={run_dir}: not a vae_lab run directory (no {path})")
+    try:
+        return OmegaConf.load(path)
+    except Exception as e:
+        raise ConfigError(f"{path}: not a readable config ({type(e).__name__}); resume another run") from None
+
+
+def status(run_dir):
+    """The status in summary.json (completed, interrupted, stopped, diverged), or None while it has none."""
+    try:
+        return json.loads((Path(run_dir) / "summary.json").read_text()).get("status", "unknown")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError):
+        return "unreadable"
+
+
+def resolved(cfg, like):
+    """`cfg` as a plain resolved dict, with the run-specific keys of `like`, so that interpolations of them agree."""
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg))
+    for key in RUN_SPECIFIC:
+        OmegaConf.update(cfg, key, OmegaConf.select(like, key, default=None), force_add=True)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation that does not resolve: matches nothing
+        return {"<unresolvable>": True}
+
+
+def same_run(a, b):
+    """Keys at which configs a and b differ once resolved, run-specific keys aside ([] when they match)."""
+    return _differences(resolved(a, b), resolved(b, b))
+
+
+def _differences(a, b, prefix=""):
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [] if a == b else [prefix or "<root>"]
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        out += _differences(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
+def _get(tree, key):
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
+def search_roots(run_template, sweep_template):
+    """The fixed leading part of hydra.run.dir and hydra.sweep.dir (outputs/runs, outputs/sweeps by default).
+
+    A template without any ${...} is one fixed directory: its parent is searched, which includes it.
+    """
+    roots = []
+    for template in (run_template, sweep_template):
+        parts = Path(template).parts
+        fixed = [p for p in parts[: next((i for i, p in enumerate(parts) if "${" in p), len(parts))]]
+        root = Path(*fixed) if fixed else Path(".")
+        roots.append(root.parent if len(fixed) == len(parts) else root)
+    return list(dict.fromkeys(roots))
+
+
+def find_unfinished(cfg, roots):
+    """The newest run under `roots` with the same config as `cfg`, a last.pt and no final status; or None."""
+    found = []
+    for root in roots:
+        for depth in range(SEARCH_DEPTH + 1):
+            for ckpt in Path(root).glob("/".join(["*"] * depth + ["checkpoints", "last.pt"])):
+                run_dir = ckpt.parent.parent
+                if status(run_dir) in UNFINISHED and (run_dir / ".hydra" / "config.yaml").is_file():
+                    found.append((ckpt.stat().st_mtime, run_dir))
+    for _, run_dir in sorted(set(found), reverse=True):
+        try:
+            if not same_run(saved_config(run_dir), cfg):
+                return run_dir
+        except ConfigError:
+            continue
+    return None
+
+
+def resumed_config(run_dir, cfg, overrides):
+    """The config `run_dir` was started with, plus this command line's run-specific overrides (device=, ...).
+
+    Any other override must agree with the saved config: resuming never silently drops or applies a change.
+    """
+    saved = saved_config(run_dir)
+    mine, theirs = resolved(cfg, cfg), resolved(saved, cfg)
+    for override in overrides:
+        key = override.lstrip("~+").split("=", 1)[0]
+        if key in RUN_SPECIFIC:
+            OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+        elif not key.startswith("hydra.") and _get(mine, key) != _get(theirs, key):
+            raise ConfigError(f"{override}: resume={run_dir} continues that run's own config, where {key}="
+                              f"{_get(theirs, key)}; drop the override, or start a new run without resume=")
+    saved.resume = str(run_dir)
+    return saved
+
+
+def resume_target(cfg, run_dir, overrides, roots):
+    """(config, run directory) for this invocation: a new run in `run_dir`, resume=<dir>, or resume=auto."""
+    if cfg.resume == "auto":
+        found = find_unfinished(cfg, roots)
+        where = ", ".join(map(str, roots))
+        if found is None:
+            log.info("resume=auto: no unfinished run of this config under %s; starting a new run in %s", where, run_dir)
+            cfg.resume = None
+        else:
+            log.info("resume=auto: continuing %s (the newest unfinished run of this config under %s)", found, where)
+            cfg.resume = str(found)
+    if cfg.resume is None:
+        return cfg, Path(run_dir)
+    return resumed_config(cfg.resume, cfg, overrides), Path(cfg.resume)
