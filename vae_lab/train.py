@@ -27,6 +27,7 @@ from vae_lab.model import VAE, objective
 from vae_lab.nonfinite import StepRecord
 from vae_lab.pictures import log_pictures
 from vae_lab.priors import MC_KL_NOTE
+from vae_lab.resources import check_fits
 from vae_lab.run_log import RunLog
 from vae_lab.threads import set_threads
 
@@ -92,12 +93,16 @@ def check_keys(cfg):
 
 
 def build_model(cfg, data):
-    model = VAE(
-        encoder=build("encoder", cfg.encoder, in_shape=data.shape, latent_dim=cfg.latent_dim),
-        decoder=build("decoder", cfg.decoder, out_shape=data.shape, latent_dim=cfg.latent_dim),
-        likelihood=build("likelihood", cfg.likelihood, shape=data.shape),
-        prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim, in_shape=data.shape),
-    )
+    def assemble():
+        return VAE(
+            encoder=build("encoder", cfg.encoder, in_shape=data.shape, latent_dim=cfg.latent_dim),
+            decoder=build("decoder", cfg.decoder, out_shape=data.shape, latent_dim=cfg.latent_dim),
+            likelihood=build("likelihood", cfg.likelihood, shape=data.shape),
+            prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim, in_shape=data.shape),
+        )
+    with torch.device("meta"):  # sizes first, nothing allocated: too big for memory is a config error
+        check_fits(assemble(), data.device)
+    model = assemble()
     model.likelihood.check_data(*data.value_range)
     if not model.prior.analytic_kl:
         log.info("prior %s: %s", type(model.prior).__name__, MC_KL_NOTE)
