@@ -1,9 +1,9 @@
-"""NaN or Inf in the ELBO terms or the gradients, caught at the step it appears.
+"""What each training step computed, kept on the device until the loop looks at it: the loss, the two ELBO terms and
+the sum of every parameter's gradient. A NaN or Inf among them is reported with its step and its name.
 
-Default (`stop`): each step records, on the device, whether every term and gradient is finite and the first step
-where one is not; the loop reads that record at logging and checkpoint steps (no host sync on other steps) and
-stops before writing anything computed after the bad step. `skip` reads it every step (one sync per step) and
-drops a bad step's update.
+`stop` (the default) writes one row per step without a host sync; the loop calls `problem()` at its logging and
+checkpoint steps, so a run stops before anything computed after a bad step is logged or saved. `skip` reads each
+row at once (one sync per step) and drops a bad step's update.
 """
 import math
 
@@ -12,44 +12,59 @@ import torch
 from vae_lab.checks import choice
 
 
-class NonFiniteGuard:
-    def __init__(self, model, mode="stop"):
+class StepRecord:
+    TERMS = ("reconstruction term log p(x|z)", "KL term", "loss")  # then one gradient per parameter
+
+    def __init__(self, model, mode="stop", rows=1024):
         self.skip = choice("trainer.nonfinite", mode, ("stop", "skip")) == "skip"
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.names = ["reconstruction term log p(x|z)", "KL term", "loss"] + [f"gradient of {n}" for n, _ in named]
         self.params = [p for _, p in named]
-        self.skipped = 0
-        self.first_step = None  # (device) first bad step, -1 while there is none
-        self.first_flags = None  # (device) which of `names` were finite at that step
+        self.names = [*self.TERMS, *(f"gradient of {n}" for n, _ in named)]
+        device = self.params[0].device if self.params else torch.device("cpu")
+        self.rows = torch.empty(rows, len(self.names), device=device)  # (rows, 3 + parameters)
+        self.n, self.first_step, self.found = 0, 0, None  # rows not yet checked; the step of the first; a problem
+        self.sums = torch.zeros(3, device=device)  # recon_ll, kl, loss summed over the checked steps of this window
+        self.count, self.weight_sum, self.skipped = 0, 0.0, 0
 
-    def step_ok(self, step, terms, loss):
-        """After backward(): False if this step's update must be dropped (only in `skip` mode)."""
-        no_grad = loss.new_ones((), dtype=torch.bool)  # a parameter the loss does not reach
-        flags = torch.stack([terms.recon_ll.isfinite().all(), terms.kl.isfinite().all(), loss.isfinite(),
-                             *(no_grad if p.grad is None else p.grad.isfinite().all() for p in self.params)])
-        if self.skip:
-            if bool(flags.all()):
-                return True
+    def add(self, step, loss, terms, weight):
+        """Record step `step` (0-based) after backward(); False if its update must be dropped (`skip` only)."""
+        if self.n == len(self.rows):
+            self._check()
+        # A gradient's sum is non-finite when an entry is (or when the sum overflows float32: broken either way).
+        grads = [p.grad.sum() if p.grad is not None else loss.new_zeros(()) for p in self.params]
+        row = self.rows[self.n]
+        torch.stack([terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean(), loss.detach(), *grads], out=row)
+        if self.skip and not bool(row.isfinite().all()):
             self.skipped += 1
             return False
-        if self.first_step is None:
-            self.first_step = torch.full((), -1, device=flags.device)
-            self.first_flags = torch.ones_like(flags)
-        newly = flags.logical_not().any() & (self.first_step < 0)
-        self.first_step = torch.where(newly, step + 1, self.first_step)  # steps are counted from 1 in the logs
-        self.first_flags = torch.where(newly, flags, self.first_flags)
+        self.first_step = step if self.n == 0 else self.first_step
+        self.n, self.count, self.weight_sum = self.n + 1, self.count + 1, self.weight_sum + weight
         return True
 
-    def diverged(self, step, figures=None, saving=False):
+    def _check(self):
+        """Fold the rows written since the last check into the sums, or keep an account of the first bad one."""
+        if self.found or self.n == 0:
+            return
+        ok = self.rows[: self.n].isfinite()
+        if not bool(ok.all()):
+            i = int(ok.all(1).logical_not().nonzero()[0])
+            names = [n for n, good in zip(self.names, ok[i].tolist()) if not good]
+            more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
+            self.found = f"training diverged at step {self.first_step + i + 1}: non-finite {', '.join(names[:3])}{more}"
+            self.n = 0  # nothing after it matters
+            return
+        self.sums += self.rows[: self.n, :3].sum(0)
+        self.n = 0
+
+    def problem(self, step, figures=None, saving=False):
         """A one-line account of the first non-finite value, or None. Host sync: call at log and checkpoint steps.
 
         Before a checkpoint (`saving`) the parameters themselves are checked too, and after an evaluation its
-        `figures`: a finite step can still produce an update that overflows them.
+        `figures`: a step whose every term is finite can still leave parameters that overflow.
         """
-        if self.first_step is not None and int(self.first_step) >= 0:
-            names = [n for n, ok in zip(self.names, self.first_flags.tolist()) if not ok]
-            more = f" (and {len(names) - 3} more)" if len(names) > 3 else ""
-            return f"training diverged at step {int(self.first_step)}: non-finite {', '.join(names[:3])}{more}"
+        self._check()
+        if self.found:
+            return self.found
         if saving:
             bad = next((n for n, p in zip(self.names[3:], self.params) if not bool(p.isfinite().all())), None)
             if bad is not None:
@@ -58,3 +73,22 @@ class NonFiniteGuard:
         if bad:
             return f"training diverged by step {step}: validation {', '.join(f'{k} {figures[k]}' for k in bad)}"
         return None
+
+    def means(self):
+        """(loss, recon_ll, kl, kl weight) averaged over the steps since the last call (NaN if all were skipped)."""
+        self._check()
+        if self.count == 0:
+            return (math.nan,) * 4
+        rec, kl, loss = (self.sums / self.count).tolist()
+        out = loss, rec, kl, self.weight_sum / self.count
+        self.sums.zero_()
+        self.count, self.weight_sum = 0, 0.0
+        return out
+
+    def state_dict(self):
+        self._check()
+        return {"sums": self.sums.cpu(), "count": self.count, "weight_sum": self.weight_sum, "skipped": self.skipped}
+
+    def load_state_dict(self, state):
+        self.sums.copy_(state["sums"])
+        self.count, self.weight_sum, self.skipped = int(state["count"]), float(state["weight_sum"]), int(state["skipped"])

@@ -24,9 +24,10 @@ from vae_lab.diagnostics import CollapseWatch
 from vae_lab.interrupt import StopRequest
 from vae_lab.metrics import evaluate
 from vae_lab.model import VAE, objective
-from vae_lab.nonfinite import NonFiniteGuard
+from vae_lab.nonfinite import StepRecord
 from vae_lab.pictures import log_pictures
 from vae_lab.priors import MC_KL_NOTE
+from vae_lab.resources import check_fits
 from vae_lab.run_log import RunLog
 from vae_lab.threads import set_threads
 
@@ -92,12 +93,16 @@ def check_keys(cfg):
 
 
 def build_model(cfg, data):
-    model = VAE(
-        encoder=build("encoder", cfg.encoder, in_shape=data.shape, latent_dim=cfg.latent_dim),
-        decoder=build("decoder", cfg.decoder, out_shape=data.shape, latent_dim=cfg.latent_dim),
-        likelihood=build("likelihood", cfg.likelihood, shape=data.shape),
-        prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim, in_shape=data.shape),
-    )
+    def assemble():
+        return VAE(
+            encoder=build("encoder", cfg.encoder, in_shape=data.shape, latent_dim=cfg.latent_dim),
+            decoder=build("decoder", cfg.decoder, out_shape=data.shape, latent_dim=cfg.latent_dim),
+            likelihood=build("likelihood", cfg.likelihood, shape=data.shape),
+            prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim, in_shape=data.shape),
+        )
+    with torch.device("meta"):  # sizes first, nothing allocated: too big for memory is a config error
+        check_fits(assemble(), data.device)
+    model = assemble()
     model.likelihood.check_data(*data.value_range)
     if not model.prior.analytic_kl:
         log.info("prior %s: %s", type(model.prior).__name__, MC_KL_NOTE)
@@ -132,17 +137,15 @@ def train(cfg, run_dir):
     recon_scale = 1.0 if cfg.loss.reduction == "sum" else 1.0 / data.num_pixels
     generators = {name: torch.Generator(device=device).manual_seed(cfg.seed * 7919 + i)
                   for i, name in enumerate(("noise", "binarize"))}
-    guard = NonFiniteGuard(model, t.nonfinite)
-    acc = torch.zeros(3, device=device)  # running sums of loss, recon_ll, kl since the last log
-    acc_steps, weight_sum, step, best_elbo = 0, 0.0, 0, -math.inf
+    record = StepRecord(model, t.nonfinite)  # per-step loss terms and gradients, checked for NaN/Inf
+    step, best_elbo = 0, -math.inf
     if resume_from is not None:
         try:
             model.load_state_dict(resume_from["model"])
             optimizer.load_state_dict(resume_from["optimizer"])
             checkpoint.set_rng_state(resume_from["rng"], generators)
-            step, best_elbo, guard.skipped = int(resume_from["step"]), resume_from["best_elbo"], resume_from["skipped"]
-            acc_steps, weight_sum = resume_from["window"]["steps"], resume_from["window"]["weight_sum"]
-            acc.copy_(resume_from["window"]["sums"])
+            record.load_state_dict(resume_from["record"])
+            step, best_elbo = int(resume_from["step"]), float(resume_from["best_elbo"])
         except Exception as e:
             raise ConfigError(f"resume={cfg.resume}: checkpoints/last.pt does not fit this run's model "
                               f"({_first_line(e)})") from None
@@ -156,8 +159,7 @@ def train(cfg, run_dir):
     def save(name):
         runlog.flush()  # events logged up to this step are on disk before a checkpoint says they happened
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "best_elbo": best_elbo, "rng": checkpoint.rng_state(generators), "skipped": guard.skipped,
-                 "window": {"sums": acc.cpu(), "steps": acc_steps, "weight_sum": weight_sum}}
+                 "best_elbo": best_elbo, "rng": checkpoint.rng_state(generators), "record": record.state_dict()}
         checkpoint.save_atomic(state, run_dir / "checkpoints" / name)
 
     def validate():
@@ -200,10 +202,8 @@ def train(cfg, run_dir):
                 loss = objective(terms, kl_schedule, step, recon_scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if guard.step_ok(step, terms, loss):  # always True unless trainer.nonfinite=skip
+            if record.add(step, loss, terms, kl_schedule.weight(step)):  # False: a bad step, trainer.nonfinite=skip
                 optimizer.step()
-                acc += torch.stack([loss.detach(), terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean()])
-                acc_steps, weight_sum = acc_steps + 1, weight_sum + kl_schedule.weight(step)
             step += 1
             window_images += len(x)
             bar.update(1)
@@ -211,28 +211,26 @@ def train(cfg, run_dir):
             stopping = stop.signal is not None or (t.stop_at_step is not None and start_step < t.stop_at_step <= step < total)
             log_now = step % t.log_every == 0 or step == total
             save_now = step % t.eval_every == 0 or step == total or step % t.checkpoint_every == 0 or stopping
-            if (log_now or save_now) and (problem := guard.diverged(step, saving=save_now)):  # before it is kept
+            if (log_now or save_now) and (problem := record.problem(step, saving=save_now)):  # before it is kept
                 return finish("diverged", error=diverged_message(problem, run_dir))
             if log_now:
-                loss_v, rec, kl = (acc / acc_steps).tolist()  # the only host sync between evaluations
+                loss_v, rec, kl, w = record.means()
                 now = time.perf_counter()
                 train_s, tick = train_s + now - tick, now
-                w = weight_sum / acc_steps if acc_steps else math.nan
                 scalars = {"loss": loss_v, "elbo": rec - kl, "recon_nll": -rec, "kl": kl, "kl_weight": w,
                            "images_per_s": window_images / max(train_s - logged_train_s, 1e-9)}
                 if recon_scale != 1.0:
                     scalars["effective_beta"] = w / recon_scale
-                if guard.skip:
-                    scalars["skipped_steps"] = guard.skipped
+                if record.skip:
+                    scalars["skipped_steps"] = record.skipped
                 runlog.scalars("train", scalars, step)
                 bar.set_postfix(elbo=f"{rec - kl:.1f}", recon=f"{-rec:.1f}", kl=f"{kl:.2f}", refresh=False)
-                acc.zero_()
-                acc_steps, weight_sum, window_images, logged_train_s = 0, 0.0, 0, train_s
+                window_images, logged_train_s = 0, train_s
             if save_now:
                 train_s += time.perf_counter() - tick
                 if step % t.eval_every == 0 or step == total:
                     figures = validate()
-                    if problem := guard.diverged(step, figures):
+                    if problem := record.problem(step, figures):
                         return finish("diverged", error=diverged_message(problem, run_dir))
                 save("last.pt")
                 tick = time.perf_counter()
@@ -249,7 +247,7 @@ def train(cfg, run_dir):
         save("last.pt")
     images = (step - start_step) * t.batch_size
     return finish("completed", **{k: v for k, v in figures.items() if k != "kl_per_dim"},
-                  kl_per_dim=figures["kl_per_dim"], epochs=step / steps_per_epoch, skipped_steps=guard.skipped,
+                  kl_per_dim=figures["kl_per_dim"], epochs=step / steps_per_epoch, skipped_steps=record.skipped,
                   wall_s=time.perf_counter() - wall_start, images_per_s=images / train_s if train_s > 0 else 0.0)
 
 
