@@ -178,7 +178,8 @@ def train(cfg, run_dir):
         bar.close()
         summary = {"status": status, **figures, "steps": step, "run_dir": str(run_dir)}
         runlog.summary(summary)
-        runlog.hparams(cfg, status=status)
+        if status not in ("stopped", "interrupted"):  # one HParams session per run: when it has ended for good
+            runlog.hparams(cfg, status=status)
         runlog.close()
         return summary
 
