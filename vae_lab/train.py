@@ -320,9 +320,10 @@ def main(cfg):
             raise SystemExit(f"vae-train: error: {e}")
         if summary["status"] == "diverged":
             raise SystemExit(f"vae-train: error: {summary['error']}")
-    if summary["status"] in ("stopped", "interrupted"):  # exit 0, or 128 + the signal's number (ends a sweep too)
+    if summary["status"] in ("stopped", "interrupted"):
         print(f"vae-train: {summary['message']}", file=sys.stderr, flush=True)
-        raise SystemExit(summary["exit_code"])
+        if summary["exit_code"]:  # 128 + the signal's number: ends a sweep too; stop_at_step lets it go on
+            raise SystemExit(summary["exit_code"])
     return summary.get(cfg.objective)  # what a sweeper such as hydra/sweeper=optuna optimises
 
 
