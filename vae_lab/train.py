@@ -187,7 +187,8 @@ def train(cfg, run_dir):
     # Opt-in speed-ups, off by default; scripts/bench.py measures them against the fp32 eager step.
     step_model = torch.compile(model) if t.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
-    window_images, order, order_epoch, figures = 0, None, -1, None
+    window_images, order, order_epoch = 0, None, -1
+    figures = runlog.evaluation_at(step) if resume_from and step >= total else None  # finished but for its summary
     train_s = logged_train_s = 0.0  # seconds spent training (evaluation and checkpoints excluded)
     start_step, wall_start = step, time.perf_counter()
     bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
