@@ -199,6 +199,16 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
         train(cfg, big)
 
 
+def test_resuming_a_finished_run_logs_nothing_twice(tmp_path):
+    cfg, run_dir = _run(tmp_path, "a", [])
+    before = json.loads((run_dir / "summary.json").read_text())
+    cfg.resume = str(run_dir)
+    after = train(cfg, run_dir)
+    assert [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()] == [3, 4]
+    assert all(len(steps) == len(set(steps)) for steps in ([s for s, _ in v] for v in scalars(run_dir).values()))
+    assert after["elbo"] == before["elbo"] and after["steps"] == before["steps"] == 4
+
+
 def test_torn_metrics_line_is_dropped_on_resume(tmp_path):
     cfg, run_dir = _run(tmp_path, "a", ["trainer.stop_at_step=3", "trainer.max_steps=6"])
     with (run_dir / "metrics.jsonl").open("a") as f:

@@ -31,6 +31,12 @@ class RunLog:
         with self.metrics_path.open("a") as f:
             f.write(json.dumps({"step": step, "epoch": epoch, **_finite(figures)}) + "\n")
 
+    def evaluation_at(self, step):
+        """The figures metrics.jsonl holds for `step`, or None."""
+        lines = self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
+        found = [json.loads(line) for line in lines if _step(line) == step]
+        return {k: v for k, v in found[-1].items() if k not in ("step", "epoch")} if found else None
+
     def figures(self, prefix, figures, step):
         """Scalars and per-dimension KL to TensorBoard only."""
         self.scalars(prefix, figures, step)

@@ -178,7 +178,8 @@ def train(cfg, run_dir):
         bar.close()
         summary = {"status": status, **figures, "steps": step, "run_dir": str(run_dir)}
         runlog.summary(summary)
-        runlog.hparams(cfg, status=status)
+        if status not in ("stopped", "interrupted"):  # one HParams session per run: when it has ended for good
+            runlog.hparams(cfg, status=status)
         runlog.close()
         return summary
 
@@ -186,7 +187,8 @@ def train(cfg, run_dir):
     # Opt-in speed-ups, off by default; scripts/bench.py measures them against the fp32 eager step.
     step_model = torch.compile(model) if t.compile else model
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
-    window_images, order, order_epoch, figures = 0, None, -1, None
+    window_images, order, order_epoch = 0, None, -1
+    figures = runlog.evaluation_at(step) if resume_from and step >= total else None  # finished but for its summary
     train_s = logged_train_s = 0.0  # seconds spent training (evaluation and checkpoints excluded)
     start_step, wall_start = step, time.perf_counter()
     bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
@@ -319,9 +321,9 @@ def main(cfg):
             raise SystemExit(f"vae-train: error: {e}")
         if summary["status"] == "diverged":
             raise SystemExit(f"vae-train: error: {summary['error']}")
-    if summary["status"] in ("stopped", "interrupted"):  # exit 0, or 128 + the signal's number (ends a sweep too)
+    if summary["status"] in ("stopped", "interrupted"):
         print(f"vae-train: {summary['message']}", file=sys.stderr, flush=True)
-        if summary["status"] == "interrupted" or hc.mode != RunMode.MULTIRUN:  # trainer.stop_at_step: the sweep goes on
+        if summary["exit_code"]:  # 128 + the signal's number: ends a sweep too; stop_at_step lets it go on
             raise SystemExit(summary["exit_code"])
     return summary.get(cfg.objective)  # what a sweeper such as hydra/sweeper=optuna optimises
 
