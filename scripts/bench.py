@@ -141,6 +141,27 @@ def variants(overrides, rounds, steps, device):
          **{f"{n}_vs_fp32_eager": statistics.median(v) / base for n, v in speeds.items() if n != "fp32_eager"})
 
 
+def iwae_time(overrides, images, device, k=1000):
+    """Seconds for iwae_nll with k samples on `images` test images (an untrained model costs the same), and the
+    figure scaled to the whole 10,000-image test split."""
+    from vae_lab.iwae import iwae_nll
+
+    cfg = config(overrides)
+    data = build("dataset", cfg.dataset, device=device)
+    model = build_model(cfg, data).to(device).eval()
+    x = data.batch("test", torch.arange(images, device=device))
+    g = torch.Generator(device=device).manual_seed(0)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for start in range(0, images, 100):
+            iwae_nll(model, x[start : start + 100], k, generator=g)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    emit("iwae_k1000/mlp_fashion_mnist", images=images, seconds=seconds,
+         seconds_for_10k_test_images=seconds * data.size("test") / images)
+
+
 def flops_per_step(overrides, device):
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -262,6 +283,7 @@ def main():
         emit(f"gflops/{name}", gflop_per_step=flops / 1e9, achieved_gflops=achieved / 1e9,
              matmul_peak_gflops=peak / 1e9, fraction_of_peak=achieved / peak)
 
+    iwae_time(mlp, 500 if args.quick else 10_000, dev)
     assembly_ms = sprites_memory(dev)
     step_ms = 1000 * 128 / fig_sprites["vae_train_images_per_s"]
     emit("sprites_data_share", assembly_ms_per_batch=assembly_ms, step_ms=step_ms, share=assembly_ms / step_ms)
