@@ -172,6 +172,9 @@ def test_resume_refuses_an_override_that_changes_the_run(tmp_path):
     cfg.kl.beta, cfg.device = 1.0, "cpu"
     resumed, _ = runs.resume_target(cfg, tmp_path / "b", ["kl.beta=1.0", "device=cpu"], [])  # agreeing: fine
     assert resumed.device == "cpu"
+    other = compose_config(["experiment=keras_tutorial", f"resume={run_dir}"])  # sets keys of its own
+    with pytest.raises(ConfigError, match=r"^experiment=keras_tutorial: resume=.* where dataset\._target_=vae_lab.data.sprites"):
+        runs.resume_target(other, tmp_path / "b", ["experiment=keras_tutorial"], [])
 
 
 @pytest.mark.parametrize("damage,message", [

@@ -65,10 +65,11 @@ class StepRecord:
         self._check()
         if self.found:
             return self.found
-        if saving:
-            bad = next((n for n, p in zip(self.names[3:], self.params) if not bool(p.isfinite().all())), None)
-            if bad is not None:
-                return f"training diverged by step {step}: non-finite {bad.removeprefix('gradient of ')} after an update"
+        if saving and self.params:
+            finite = torch.stack([p.isfinite().all() for p in self.params]).tolist()  # one sync
+            bad = [n.removeprefix("gradient of ") for n, ok in zip(self.names[3:], finite) if not ok]
+            if bad:
+                return f"training diverged by step {step}: non-finite {bad[0]} after an update"
         bad = [k for k in ("elbo", "recon_nll", "kl") if figures is not None and not math.isfinite(figures[k])]
         if bad:
             return f"training diverged by step {step}: validation {', '.join(f'{k} {figures[k]}' for k in bad)}"

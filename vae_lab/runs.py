@@ -47,7 +47,7 @@ def resolved(cfg, like):
         return {"<unresolvable>": True}
 
 
-def same_run(a, b):
+def differences(a, b):
     """Keys at which configs a and b differ once resolved, run-specific keys aside ([] when they match)."""
     return _differences(resolved(a, b), resolved(b, b))
 
@@ -75,7 +75,7 @@ def search_roots(run_template, sweep_template):
     roots = []
     for template in (run_template, sweep_template):
         parts = Path(template).parts
-        fixed = [p for p in parts[: next((i for i, p in enumerate(parts) if "${" in p), len(parts))]]
+        fixed = parts[: next((i for i, p in enumerate(parts) if "${" in p), len(parts))]
         root = Path(*fixed) if fixed else Path(".")
         roots.append(root.parent if len(fixed) == len(parts) else root)
     return list(dict.fromkeys(roots))
@@ -92,7 +92,7 @@ def find_unfinished(cfg, roots):
                     found.append((ckpt.stat().st_mtime, run_dir))
     for _, run_dir in sorted(set(found), reverse=True):
         try:
-            if not same_run(saved_config(run_dir), cfg):
+            if not differences(saved_config(run_dir), cfg):
                 return run_dir
         except ConfigError:
             continue
@@ -110,7 +110,12 @@ def resumed_config(run_dir, cfg, overrides):
         key = override.lstrip("~+").split("=", 1)[0]
         if key in RUN_SPECIFIC:
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
-        elif not key.startswith("hydra.") and _get(mine, key) != _get(theirs, key):
+            continue
+        if key.startswith("hydra."):
+            continue
+        if _get(mine, key) is None and _get(theirs, key) is None:  # e.g. experiment=: it may set any key
+            key = next(iter(_differences(mine, theirs)), key)
+        if _get(mine, key) != _get(theirs, key):
             raise ConfigError(f"{override}: resume={run_dir} continues that run's own config, where {key}="
                               f"{_get(theirs, key)}; drop the override, or start a new run without resume=")
     saved.resume = str(run_dir)
