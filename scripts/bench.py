@@ -113,20 +113,70 @@ def torchvision_root():
 
 
 def throughput(name, overrides, bare_model, x_train, tv_root, rounds, steps, device, flatten):
-    ours, bare, loader = [], [], []
+    """vae-train (its defaults, and with the bare loop's own optimizer settings) vs the bare loop and DataLoader."""
+    runs = {"ours": [], "ours_same_adam": [], "bare": [], "loader": []}
     for _ in range(rounds):
         torch.manual_seed(0)
-        bare.append(bare_window(bare_model().to(device), in_memory(x_train, flatten=flatten), steps))
+        runs["bare"].append(bare_window(bare_model().to(device), in_memory(x_train, flatten=flatten), steps))
         if tv_root:
-            loader.append(bare_window(bare_model().to(device), dataloader(tv_root, device, flatten), steps))
-        ours.append(vae_train_window(overrides, steps, device))
-    fig = {"vae_train_images_per_s": statistics.median(ours), "bare_loop_images_per_s": statistics.median(bare),
-           "ratio_vs_bare": statistics.median(ours) / statistics.median(bare), "windows": rounds, "steps": steps}
-    if loader:
-        fig |= {"dataloader_images_per_s": statistics.median(loader),
-                "ratio_vs_dataloader": statistics.median(ours) / statistics.median(loader)}
+            runs["loader"].append(bare_window(bare_model().to(device), dataloader(tv_root, device, flatten), steps))
+        runs["ours"].append(vae_train_window(overrides, steps, device))
+        # torch.optim.Adam's defaults, as in the bare loop: what is left is the framework's own overhead
+        runs["ours_same_adam"].append(vae_train_window([*overrides, "optimizer.fused=null"], steps, device))
+    med = {k: statistics.median(v) for k, v in runs.items() if v}
+
+    def paired(a, b):  # median over rounds of the ratio within a round: slow drifts of the machine cancel
+        return statistics.median(x / y for x, y in zip(runs[a], runs[b]))
+    fig = {"vae_train_images_per_s": med["ours"], "bare_loop_images_per_s": med["bare"],
+           "ratio_vs_bare": med["ours"] / med["bare"], "paired_ratio_vs_bare": paired("ours", "bare"),
+           "vae_train_same_adam_images_per_s": med["ours_same_adam"],
+           "same_adam_ratio_vs_bare": med["ours_same_adam"] / med["bare"],
+           "same_adam_paired_ratio_vs_bare": paired("ours_same_adam", "bare"), "windows": rounds, "steps": steps}
+    if runs["loader"]:
+        fig |= {"dataloader_images_per_s": med["loader"], "ratio_vs_dataloader": med["ours"] / med["loader"],
+                "paired_ratio_vs_dataloader": paired("ours", "loader")}
     emit(f"throughput/{name}", **fig)
     return fig
+
+
+def step_overhead(x_train, rounds, steps, device):
+    """Microseconds per step that vae-train spends beyond the bare loop, with the same Adam, on a model so small
+    (784-16-2) that the step is mostly fixed costs: the loop's Python, the non-finite record, the uint8 batch."""
+    tiny = ["dataset=fashion_mnist", "latent_dim=2", "encoder.hidden=[16]", "decoder.hidden=[16]", "optimizer.fused=null"]
+    ours, bare = [], []
+    for _ in range(rounds):
+        torch.manual_seed(0)
+        bare.append(bare_window(PlainVAE(hidden=16, latent=2).to(device), in_memory(x_train, flatten=True), steps))
+        ours.append(vae_train_window(tiny, steps, device))
+    us = [1e6 * 128 / o - 1e6 * 128 / b for o, b in zip(ours, bare)]
+    emit("step_overhead/mlp_784_16_2", bare_us_per_step=1e6 * 128 / statistics.median(bare),
+         vae_train_us_per_step=1e6 * 128 / statistics.median(ours), overhead_us_per_step=statistics.median(us))
+    return statistics.median(us)
+
+
+def optimizer_step(model, rounds, steps=200):
+    """Microseconds per torch.optim.Adam step on `model`'s parameters: torch's CPU default (one tensor at a time),
+    foreach, and fused (vae_lab's default, configs/optimizer/adam.yaml)."""
+    options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+    us = {name: [] for name in options}
+    for _ in range(rounds):
+        for name, kw in options.items():
+            params = [torch.nn.Parameter(p.detach().clone()) for p in model.parameters()]
+            for p in params:
+                p.grad = torch.randn_like(p)
+            opt = torch.optim.Adam(params, lr=1e-3, **kw)
+            for _ in range(10):
+                opt.step()
+            sync = torch.cuda.synchronize if params[0].is_cuda else (lambda: None)
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                opt.step()
+            sync()
+            us[name].append(1e6 * (time.perf_counter() - t0) / steps)
+    med = {k: statistics.median(v) for k, v in us.items()}
+    emit("optimizer_step/mlp_fashion_mnist", **{f"adam_{k}_us": v for k, v in med.items()},
+         fused_speedup=med["default"] / med["fused"])
 
 
 def variants(overrides, rounds, steps, device):
@@ -256,6 +306,8 @@ def main():
     tv_root = torchvision_root()
 
     fig_mlp = throughput("mlp_fashion_mnist", mlp, PlainVAE, x_train, tv_root, rounds, 100 * scale, dev, True)
+    optimizer_step(build_model(cfg, data).to(dev), rounds)
+    step_overhead(x_train, rounds, 300 * scale, dev)
     fig_conv = throughput("conv_keras_tutorial", ["experiment=keras_tutorial", "dataset=fashion_mnist"],
                           PlainConvVAE, x_train, tv_root, rounds, 20 * scale, dev, False)
     sprites = build("dataset", config([]).dataset, device=dev)

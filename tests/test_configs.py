@@ -51,3 +51,27 @@ def test_experiment_trains_two_steps(experiment, idx_data_dir, tmp_path):
                           "trainer.max_steps=2", "eval.max_images=50"])
     summary = train(cfg, tmp_path / "run")
     assert summary["steps"] == 2 and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+def test_default_adam_is_fused_and_the_same_update():
+    """configs/optimizer/adam.yaml turns on torch's fused kernel (a speed choice): it must be the same Adam."""
+    from vae_lab.train import build_optimizer
+
+    cfg = compose_config(TINY)
+    data = build("dataset", cfg.dataset)
+    models = [build_model(cfg, data) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    fused = build_optimizer(cfg, models[0])
+    plain = build_optimizer(compose_config([*TINY, "optimizer.fused=null"]), models[1])
+    assert fused.param_groups[0]["fused"] is True and not plain.param_groups[0]["fused"]
+    schedule = build("kl", cfg.kl, total_steps=10)
+    from vae_lab.model import objective
+
+    for step in range(5):
+        x = data.batch("train", torch.arange(8 * step, 8 * step + 8))
+        for model, opt in zip(models, (fused, plain)):
+            opt.zero_grad()
+            objective(model(x, torch.Generator().manual_seed(step)), schedule, step).backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

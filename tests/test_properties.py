@@ -341,6 +341,7 @@ def test_every_checkpoint_fault_is_refused(fixtures, fault, tmp_path):
 @pytest.mark.parametrize("args", [
     ["latent_dim=-1"], ["+trainer.fooo=2"], ["~latent_dim"], ["seed=99999999999999999999"], ["optimizer.lr=nan"],
     ["encoder=conv", "encoder.hidden=[2,2,2,2,2,2,2]"], ["likelihood=gaussian", "likelihood.sigma=-inf"],
+    ["optimizer.fused=yes"],
 ])
 def test_cli_refuses_in_one_line(args, tmp_path):
     out = subprocess.run(["vae-train", *BASE, *DATA["sprites"], *args, f"hydra.run.dir={tmp_path / 'run'}"],

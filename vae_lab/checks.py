@@ -52,8 +52,13 @@ def int_list(key, value, *, allow_empty=True):
 
 def choice(key, value, allowed):
     if value not in allowed:
-        raise ConfigError(f"{key}={_describe(value)}: must be one of {', '.join(map(str, allowed))}")
+        raise ConfigError(f"{key}={_describe(value)}: must be one of {', '.join(map(_yaml, allowed))}")
     return value
+
+
+def _yaml(value):
+    """How a value is written in a config or an override: null, true, false."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _is_listconfig(value):

@@ -269,11 +269,13 @@ def build_optimizer(cfg, model):
                 number(f"optimizer.{key}[{j}]", v, low=-FLOAT32_MAX, high=FLOAT32_MAX)
         elif isinstance(default, bool):
             choice(f"optimizer.{key}", value, (False, True))
+        elif default is None and "bool" in str(defaults[key].annotation):  # e.g. fused, foreach: None means auto
+            choice(f"optimizer.{key}", value, (None, False, True))
         elif isinstance(default, (int, float)):
             number(f"optimizer.{key}", value, low=-FLOAT32_MAX, high=FLOAT32_MAX)  # torch computes in float32
     try:
         return make(model.parameters())
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: e.g. fused=true with foreach=true
         raise ConfigError(f"optimizer: {_first_line(e)} (config: {OmegaConf.to_container(cfg.optimizer)})") from None
 
 
