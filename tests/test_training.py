@@ -88,3 +88,19 @@ def test_resume_reaches_the_same_parameters(tmp_path):
 def test_a_run_never_overwrites_another(tiny_run):
     with pytest.raises(ConfigError, match="holds another run"):
         train(compose_config(TINY), tiny_run[0])
+
+
+@pytest.mark.parametrize("option,tolerance", [("trainer.precision=bf16", 0.05), ("trainer.compile=true", 1e-3)])
+def test_speed_options_train_the_same_model(option, tolerance, tiny_run, tmp_path):
+    """bf16 autocast and torch.compile (scripts/bench.py measures their speed) change the numbers by rounding only."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    summary = train(compose_config([*TINY, option]), tmp_path / "run")
+    assert summary["status"] == "completed" and summary["steps"] == tiny_run[1]["steps"]
+    for key in ("elbo", "recon_nll"):
+        assert summary[key] == pytest.approx(tiny_run[1][key], rel=tolerance), key
+    if "bf16" in option:  # it did run in bfloat16
+        assert summary["elbo"] != tiny_run[1]["elbo"]
+    else:
+        assert counters["stats"]["unique_graphs"] > 0  # it did compile
