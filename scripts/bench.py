@@ -3,9 +3,16 @@
   python scripts/bench.py [--quick] [--device cpu|cuda]
 
 Prints one JSON object per measurement, then a table. Throughputs are medians over several timed windows
-after warm-up, measured in interleaved rounds so that machine noise hits every contender alike.
+after warm-up, measured in interleaved rounds so that machine noise hits every contender alike; `paired_*`
+ratios are the median of the ratios within each round (robust to the machine slowing down between rounds).
+
+vae-train runs with its defaults and, as `same_kernels`, with the bare loop's kernels: torch.optim.Adam's own
+defaults instead of the fused Adam, and torch's binary_cross_entropy_with_logits instead of vae_lab's CPU Bernoulli
+path. The first ratio is what a user gets, the second the framework's own overhead; `step_overhead` puts that
+overhead in microseconds per step on a model so small that fixed costs dominate.
 """
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -27,6 +34,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from vae_lab.build import build  # noqa: E402
+from vae_lab.likelihoods import Bernoulli  # noqa: E402
 from vae_lab.model import objective  # noqa: E402
 from vae_lab.train import CONFIG_DIR, build_model, train  # noqa: E402
 
@@ -112,26 +120,42 @@ def torchvision_root():
     return str(root)
 
 
-def throughput(name, overrides, bare_model, x_train, tv_root, rounds, steps, device, flatten):
-    """vae-train (its defaults, and with the bare loop's own optimizer settings) vs the bare loop and DataLoader."""
-    runs = {"ours": [], "ours_same_adam": [], "bare": [], "loader": []}
+@contextlib.contextmanager
+def bare_loop_kernels():
+    """vae-train with torch's binary_cross_entropy_with_logits, as the bare loop computes log p(x|z)."""
+    def torch_bce(self, x, params):
+        return -torch.nn.functional.binary_cross_entropy_with_logits(params, x, reduction="none").flatten(1).sum(1)
+    fast, Bernoulli.log_prob = Bernoulli.log_prob, torch_bce
+    try:
+        yield
+    finally:
+        Bernoulli.log_prob = fast
+
+
+def throughput(name, overrides, bare_model, x_train, tv_root, rounds, steps, device, flatten, same_kernels=True):
+    """vae-train (its defaults, and with the bare loop's kernels) vs the bare loop and the DataLoader pipeline."""
+    runs = {"ours": [], "ours_same_kernels": [], "bare": [], "loader": []}
     for _ in range(rounds):
         torch.manual_seed(0)
         runs["bare"].append(bare_window(bare_model().to(device), in_memory(x_train, flatten=flatten), steps))
         if tv_root:
             runs["loader"].append(bare_window(bare_model().to(device), dataloader(tv_root, device, flatten), steps))
         runs["ours"].append(vae_train_window(overrides, steps, device))
-        # torch.optim.Adam's defaults, as in the bare loop: what is left is the framework's own overhead
-        runs["ours_same_adam"].append(vae_train_window([*overrides, "optimizer.fused=null"], steps, device))
+        if same_kernels:
+            with bare_loop_kernels():  # what is left is the framework's own overhead
+                runs["ours_same_kernels"].append(
+                    vae_train_window([*overrides, "optimizer.fused=null"], steps, device))
     med = {k: statistics.median(v) for k, v in runs.items() if v}
 
     def paired(a, b):  # median over rounds of the ratio within a round: slow drifts of the machine cancel
         return statistics.median(x / y for x, y in zip(runs[a], runs[b]))
     fig = {"vae_train_images_per_s": med["ours"], "bare_loop_images_per_s": med["bare"],
            "ratio_vs_bare": med["ours"] / med["bare"], "paired_ratio_vs_bare": paired("ours", "bare"),
-           "vae_train_same_adam_images_per_s": med["ours_same_adam"],
-           "same_adam_ratio_vs_bare": med["ours_same_adam"] / med["bare"],
-           "same_adam_paired_ratio_vs_bare": paired("ours_same_adam", "bare"), "windows": rounds, "steps": steps}
+           "windows": rounds, "steps": steps}
+    if same_kernels:
+        fig |= {"vae_train_same_kernels_images_per_s": med["ours_same_kernels"],
+                "same_kernels_ratio_vs_bare": med["ours_same_kernels"] / med["bare"],
+                "same_kernels_paired_ratio_vs_bare": paired("ours_same_kernels", "bare")}
     if runs["loader"]:
         fig |= {"dataloader_images_per_s": med["loader"], "ratio_vs_dataloader": med["ours"] / med["loader"],
                 "paired_ratio_vs_dataloader": paired("ours", "loader")}
@@ -140,18 +164,42 @@ def throughput(name, overrides, bare_model, x_train, tv_root, rounds, steps, dev
 
 
 def step_overhead(x_train, rounds, steps, device):
-    """Microseconds per step that vae-train spends beyond the bare loop, with the same Adam, on a model so small
+    """Microseconds per step that vae-train spends beyond the bare loop, with its kernels, on a model so small
     (784-16-2) that the step is mostly fixed costs: the loop's Python, the non-finite record, the uint8 batch."""
     tiny = ["dataset=fashion_mnist", "latent_dim=2", "encoder.hidden=[16]", "decoder.hidden=[16]", "optimizer.fused=null"]
     ours, bare = [], []
     for _ in range(rounds):
         torch.manual_seed(0)
         bare.append(bare_window(PlainVAE(hidden=16, latent=2).to(device), in_memory(x_train, flatten=True), steps))
-        ours.append(vae_train_window(tiny, steps, device))
+        with bare_loop_kernels():
+            ours.append(vae_train_window(tiny, steps, device))
     us = [1e6 * 128 / o - 1e6 * 128 / b for o, b in zip(ours, bare)]
     emit("step_overhead/mlp_784_16_2", bare_us_per_step=1e6 * 128 / statistics.median(bare),
          vae_train_us_per_step=1e6 * 128 / statistics.median(ours), overhead_us_per_step=statistics.median(us))
     return statistics.median(us)
+
+
+def bernoulli_kernel(rounds, device, shape=(128, 784), reps=200):
+    """Microseconds for log p(x|z) of one Bernoulli batch, forward and backward: torch's
+    binary_cross_entropy_with_logits against vae_lab's Bernoulli.log_prob (a CPU fast path, vae_lab/likelihoods.py)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    logits = (3 * torch.randn(shape, generator=g, device=device)).requires_grad_()
+    x = torch.rand(shape, generator=g, device=device)
+    ways = {"torch_bce": lambda: -torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1),
+            "vae_lab": lambda: Bernoulli(shape[1:]).log_prob(x, logits)}
+    us = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, log_prob in ways.items():
+            for i in range(reps + 10):
+                if i == 10:
+                    t0 = time.perf_counter()
+                log_prob().mean().backward()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            us[name].append(1e6 * (time.perf_counter() - t0) / reps)
+    med = {k: statistics.median(v) for k, v in us.items()}
+    emit(f"bernoulli_log_prob/{shape[0]}x{shape[1]}", **{f"{k}_fwd_bwd_us": v for k, v in med.items()},
+         speedup=med["torch_bce"] / med["vae_lab"])
 
 
 def optimizer_step(model, rounds, steps=200):
@@ -239,7 +287,7 @@ def matmul_peak(device, n=2048, reps=10):
     return best
 
 
-def startup():
+def startup(repeats=3):
     """Seconds from process start to the end of the first training step (and its checkpoint), vs importing torch."""
     def wall(cmd):
         t0 = time.perf_counter()
@@ -251,10 +299,10 @@ def startup():
         # torch's own start-up: the import, plus torch._dynamo, which torch imports lazily when the first
         # optimizer is built (torch/_compile.py) -- about 2 s here, paid by every PyTorch training script.
         torch_s = min(wall([py, "-c", "import torch; torch.optim.Adam([torch.zeros(1, requires_grad=True)])"])
-                      for _ in range(3))
-        bare_s = min(wall([py, "-c", "pass"]) for _ in range(3))
+                      for _ in range(repeats))
+        bare_s = min(wall([py, "-c", "pass"]) for _ in range(repeats))
         runs = []
-        for i in range(3):
+        for i in range(repeats):
             runs.append(wall([py, "-m", "vae_lab.train", "dataset=fashion_mnist", "trainer.max_steps=2",
                               "trainer.stop_at_step=1", "device=cpu", f"hydra.run.dir={d}/{i}"]))
     first = min(runs)
@@ -307,9 +355,10 @@ def main():
 
     fig_mlp = throughput("mlp_fashion_mnist", mlp, PlainVAE, x_train, tv_root, rounds, 100 * scale, dev, True)
     optimizer_step(build_model(cfg, data).to(dev), rounds)
+    bernoulli_kernel(rounds, dev)
     step_overhead(x_train, rounds, 300 * scale, dev)
     fig_conv = throughput("conv_keras_tutorial", ["experiment=keras_tutorial", "dataset=fashion_mnist"],
-                          PlainConvVAE, x_train, tv_root, rounds, 20 * scale, dev, False)
+                          PlainConvVAE, x_train, tv_root, rounds, 20 * scale, dev, False, same_kernels=not args.quick)
     sprites = build("dataset", config([]).dataset, device=dev)
     idx = sprites.epoch_order("train", 0, 0)
 
@@ -325,7 +374,7 @@ def main():
                    "ratio_vs_bare": statistics.median(ours) / statistics.median(bare)}
     emit("throughput/sprites_default", **fig_sprites)
 
-    variants(mlp, rounds, 100 * scale, dev)
+    variants(mlp, 2 if args.quick else rounds, 100 * scale, dev)
     peak = matmul_peak(dev)
     for name, overrides, fig in (("mlp_fashion_mnist", mlp, fig_mlp),
                                  ("conv_keras_tutorial", ["experiment=keras_tutorial", "dataset=fashion_mnist"], fig_conv),
@@ -340,7 +389,7 @@ def main():
     step_ms = 1000 * 128 / fig_sprites["vae_train_images_per_s"]
     emit("sprites_data_share", assembly_ms_per_batch=assembly_ms, step_ms=step_ms, share=assembly_ms / step_ms)
     if dev == "cpu":
-        startup()
+        startup(2 if args.quick else 3)
 
     print("\n| measurement | figure |\n|---|---|")
     for r in RESULTS:
