@@ -132,14 +132,15 @@ def bare_loop_kernels():
         Bernoulli.log_prob = fast
 
 
-def throughput(name, overrides, bare_model, x_train, tv_root, rounds, steps, device, flatten, same_kernels=True):
-    """vae-train (its defaults, and with the bare loop's kernels) vs the bare loop and the DataLoader pipeline."""
+def throughput(name, overrides, bare_model, bare_batches, loader_batches, rounds, steps, device, same_kernels):
+    """vae-train (its defaults, and with the bare loop's kernels) vs the bare loop (`bare_batches`) and the
+    DataLoader pipeline (`loader_batches`, if any)."""
     runs = {"ours": [], "ours_same_kernels": [], "bare": [], "loader": []}
     for _ in range(rounds):
         torch.manual_seed(0)
-        runs["bare"].append(bare_window(bare_model().to(device), in_memory(x_train, flatten=flatten), steps))
-        if tv_root:
-            runs["loader"].append(bare_window(bare_model().to(device), dataloader(tv_root, device, flatten), steps))
+        runs["bare"].append(bare_window(bare_model().to(device), bare_batches, steps))
+        if loader_batches:
+            runs["loader"].append(bare_window(bare_model().to(device), loader_batches, steps))
         runs["ours"].append(vae_train_window(overrides, steps, device))
         if same_kernels:
             with bare_loop_kernels():  # what is left is the framework's own overhead
@@ -147,18 +148,21 @@ def throughput(name, overrides, bare_model, x_train, tv_root, rounds, steps, dev
                     vae_train_window([*overrides, "optimizer.fused=null"], steps, device))
     med = {k: statistics.median(v) for k, v in runs.items() if v}
 
-    def paired(a, b):  # median over rounds of the ratio within a round: slow drifts of the machine cancel
-        return statistics.median(x / y for x, y in zip(runs[a], runs[b]))
+    def paired(name, a, b):
+        """Median over rounds of the ratio within a round (slow drifts of the machine cancel), and its quartiles."""
+        ratios = [x / y for x, y in zip(runs[a], runs[b])]
+        q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        return {f"paired_{name}": statistics.median(ratios), f"paired_{name}_q1": q1, f"paired_{name}_q3": q3}
     fig = {"vae_train_images_per_s": med["ours"], "bare_loop_images_per_s": med["bare"],
-           "ratio_vs_bare": med["ours"] / med["bare"], "paired_ratio_vs_bare": paired("ours", "bare"),
+           "ratio_vs_bare": med["ours"] / med["bare"], **paired("ratio_vs_bare", "ours", "bare"),
            "windows": rounds, "steps": steps}
     if same_kernels:
         fig |= {"vae_train_same_kernels_images_per_s": med["ours_same_kernels"],
                 "same_kernels_ratio_vs_bare": med["ours_same_kernels"] / med["bare"],
-                "same_kernels_paired_ratio_vs_bare": paired("ours_same_kernels", "bare")}
+                **paired("same_kernels_ratio_vs_bare", "ours_same_kernels", "bare")}
     if runs["loader"]:
         fig |= {"dataloader_images_per_s": med["loader"], "ratio_vs_dataloader": med["ours"] / med["loader"],
-                "paired_ratio_vs_dataloader": paired("ours", "loader")}
+                **paired("ratio_vs_dataloader", "ours", "loader")}
     emit(f"throughput/{name}", **fig)
     return fig
 
@@ -342,7 +346,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer, shorter windows (about 2 minutes on 2 CPU cores)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
-    rounds, scale = (3, 1) if args.quick else (7, 3)
+    # Many short rounds rather than a few long ones: this shared machine drifts by tens of % within a minute.
+    rounds, slow_rounds = (3, 2) if args.quick else (15, 7)  # slow_rounds: the conv model and the compile variant
     dev = args.device
     emit("machine", device=torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({os.cpu_count()} cores)",
          torch=torch.__version__, threads=torch.get_num_threads())
@@ -353,12 +358,13 @@ def main():
     x_train = data.batch("train", torch.arange(data.size("train"), device=dev))
     tv_root = torchvision_root()
 
-    fig_mlp = throughput("mlp_fashion_mnist", mlp, PlainVAE, x_train, tv_root, rounds, 100 * scale, dev, True)
+    fig_mlp = throughput("mlp_fashion_mnist", mlp, PlainVAE, in_memory(x_train, flatten=True),
+                         dataloader(tv_root, dev, flatten=True), rounds, 100, dev, same_kernels=True)
     optimizer_step(build_model(cfg, data).to(dev), rounds)
     bernoulli_kernel(rounds, dev)
-    step_overhead(x_train, rounds, 300 * scale, dev)
-    fig_conv = throughput("conv_keras_tutorial", ["experiment=keras_tutorial", "dataset=fashion_mnist"],
-                          PlainConvVAE, x_train, tv_root, rounds, 20 * scale, dev, False, same_kernels=not args.quick)
+    step_overhead(x_train, rounds, 300, dev)
+    fig_conv = throughput("conv_keras_tutorial", ["experiment=keras_tutorial", "dataset=fashion_mnist"], PlainConvVAE,
+                          in_memory(x_train), dataloader(tv_root, dev), slow_rounds, 20, dev, same_kernels=not args.quick)
     sprites = build("dataset", config([]).dataset, device=dev)
     idx = sprites.epoch_order("train", 0, 0)
 
@@ -366,15 +372,10 @@ def main():
         while True:
             for i in range(0, len(idx) - 127, 128):
                 yield sprites.batch("train", idx[i : i + 128]).flatten(1)
-    ours, bare = [], []
-    for _ in range(rounds):
-        bare.append(bare_window(PlainVAE(pixels=4096, latent=10).to(dev), sprite_batches, 20 * scale))
-        ours.append(vae_train_window([], 20 * scale, dev))
-    fig_sprites = {"vae_train_images_per_s": statistics.median(ours), "bare_loop_images_per_s": statistics.median(bare),
-                   "ratio_vs_bare": statistics.median(ours) / statistics.median(bare)}
-    emit("throughput/sprites_default", **fig_sprites)
+    fig_sprites = throughput("sprites_default", [], lambda: PlainVAE(pixels=4096, latent=10), sprite_batches, None,
+                             rounds, 40, dev, same_kernels=False)
 
-    variants(mlp, 2 if args.quick else rounds, 100 * scale, dev)
+    variants(mlp, slow_rounds, 100, dev)
     peak = matmul_peak(dev)
     for name, overrides, fig in (("mlp_fashion_mnist", mlp, fig_mlp),
                                  ("conv_keras_tutorial", ["experiment=keras_tutorial", "dataset=fashion_mnist"], fig_conv),

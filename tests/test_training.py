@@ -104,3 +104,26 @@ def test_speed_options_train_the_same_model(option, tolerance, tiny_run, tmp_pat
         assert summary["elbo"] != tiny_run[1]["elbo"]
     else:
         assert counters["stats"]["unique_graphs"] > 0  # it did compile
+
+
+def test_no_host_sync_between_logging_steps(monkeypatch, tmp_path):
+    """Training steps never read a tensor back to the host (on a GPU that would stall every step): with only the
+    last step logging, evaluating and saving, nothing is read between the first and the last training batch."""
+    from vae_lab.data.sprites import Sprites
+
+    events = []
+    for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "__format__"):
+        def read(self, *args, _real=getattr(torch.Tensor, name), _name=name, **kwargs):
+            events.append(_name)
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+    def batch(self, split, index, generator=None, _real=Sprites.batch):
+        events.append(f"{split} batch")
+        return _real(self, split, index, generator)
+    monkeypatch.setattr(Sprites, "batch", batch)
+    every = [f"trainer.{k}=20" for k in ("log_every", "eval_every", "checkpoint_every")]
+    train(compose_config([*TINY, "trainer.epochs=3", "trainer.max_steps=20", *every]), tmp_path / "run")
+    steps = [i for i, e in enumerate(events) if e == "train batch"]
+    assert len(steps) == 20 and set(events[steps[0]:steps[-1]]) == {"train batch"}
+    assert set(events[steps[-1]:]) - {"train batch", "val batch"}  # the last step's logging does read: the check works
