@@ -4,12 +4,12 @@
 
 Prints one JSON object per measurement, then a table. Throughputs are medians over several timed windows
 after warm-up, measured in interleaved rounds so that machine noise hits every contender alike; `paired_*`
-ratios are the median of the ratios within each round (robust to the machine slowing down between rounds).
+ratios are the median of the ratios within each round (robust to the machine slowing down between rounds), with
+their quartiles (`_q1`, `_q3`) to show how noisy the machine was.
 
 vae-train runs with its defaults and, as `same_kernels`, with the bare loop's kernels: torch.optim.Adam's own
 defaults instead of the fused Adam, and torch's binary_cross_entropy_with_logits instead of vae_lab's CPU Bernoulli
-path. The first ratio is what a user gets, the second the framework's own overhead; `step_overhead` puts that
-overhead in microseconds per step on a model so small that fixed costs dominate.
+path. The first ratio is what a user gets, the second the framework's own overhead.
 """
 import argparse
 import contextlib
@@ -165,22 +165,6 @@ def throughput(name, overrides, bare_model, bare_batches, loader_batches, rounds
                 **paired("ratio_vs_dataloader", "ours", "loader")}
     emit(f"throughput/{name}", **fig)
     return fig
-
-
-def step_overhead(x_train, rounds, steps, device):
-    """Microseconds per step that vae-train spends beyond the bare loop, with its kernels, on a model so small
-    (784-16-2) that the step is mostly fixed costs: the loop's Python, the non-finite record, the uint8 batch."""
-    tiny = ["dataset=fashion_mnist", "latent_dim=2", "encoder.hidden=[16]", "decoder.hidden=[16]", "optimizer.fused=null"]
-    ours, bare = [], []
-    for _ in range(rounds):
-        torch.manual_seed(0)
-        bare.append(bare_window(PlainVAE(hidden=16, latent=2).to(device), in_memory(x_train, flatten=True), steps))
-        with bare_loop_kernels():
-            ours.append(vae_train_window(tiny, steps, device))
-    us = [1e6 * 128 / o - 1e6 * 128 / b for o, b in zip(ours, bare)]
-    emit("step_overhead/mlp_784_16_2", bare_us_per_step=1e6 * 128 / statistics.median(bare),
-         vae_train_us_per_step=1e6 * 128 / statistics.median(ours), overhead_us_per_step=statistics.median(us))
-    return statistics.median(us)
 
 
 def bernoulli_kernel(rounds, device, shape=(128, 784), reps=200):
@@ -362,7 +346,6 @@ def main():
                          dataloader(tv_root, dev, flatten=True), rounds, 100, dev, same_kernels=True)
     optimizer_step(build_model(cfg, data).to(dev), rounds)
     bernoulli_kernel(rounds, dev)
-    step_overhead(x_train, rounds, 300, dev)
     fig_conv = throughput("conv_keras_tutorial", ["experiment=keras_tutorial", "dataset=fashion_mnist"], PlainConvVAE,
                           in_memory(x_train), dataloader(tv_root, dev), slow_rounds, 20, dev, same_kernels=not args.quick)
     sprites = build("dataset", config([]).dataset, device=dev)
