@@ -1,7 +1,6 @@
 """Encoders q(z|x): images (B, C, H, W) -> parameters of a diagonal Gaussian, (mean, log-variance), each (B, D)."""
 import math
 
-import torch
 from torch import nn
 
 from vae_lab.checks import ConfigError, int_list, positive_int
