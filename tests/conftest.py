@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from vae_lab.train import CONFIG_DIR
+from vae_lab.config import CONFIG_DIR, register_resolvers
+
+register_resolvers()  # as vae-train does before Hydra composes a config
 
 # A few steps on a small slice of sprites: what every quick training test runs.
 TINY = [

@@ -4,7 +4,8 @@ import torch
 
 from conftest import TINY, compose_config, options
 from vae_lab.build import build
-from vae_lab.train import build_model, train
+from vae_lab.build import build_model
+from vae_lab.train import train
 
 GROUPS = ["encoder", "decoder", "likelihood", "prior", "kl", "optimizer"]
 
@@ -55,7 +56,7 @@ def test_experiment_trains_two_steps(experiment, idx_data_dir, tmp_path):
 
 def test_default_adam_is_fused_and_the_same_update():
     """configs/optimizer/adam.yaml turns on torch's fused kernel (a speed choice): it must be the same Adam."""
-    from vae_lab.train import build_optimizer
+    from vae_lab.build import build_optimizer
 
     cfg = compose_config(TINY)
     data = build("dataset", cfg.dataset)

@@ -9,10 +9,10 @@ from torch import nn
 from conftest import TINY, compose_config
 from vae_lab.build import build
 from vae_lab.diagnostics import CollapseWatch, collapse, mutual_information
-from vae_lab.metrics import active_units, evaluate
+from vae_lab.metrics import active_units, measure
 from vae_lab.mig import discrete_mi, entropy, mig
 from vae_lab.model import VAE
-from vae_lab.train import build_model
+from vae_lab.build import build_model
 
 SIZES = (3, 6, 10)  # factor classes; at most the 20 histogram bins, so an exact code keeps all the information
 
@@ -84,7 +84,7 @@ def test_constant_posterior_is_collapsed():
     data = build("dataset", cfg.dataset)
     model = build_model(cfg, data)
     model = VAE(ConstantEncoder(cfg.latent_dim), model.decoder, model.likelihood, model.prior)
-    figures = evaluate(model, data, "val", 64, 32, iwae_k=3)
+    figures = measure(model, data, "val", 64, 32, iwae_k=3)
     assert figures["active_units"] == 0 and figures["kl"] == pytest.approx(0.0, abs=1e-6)
     assert figures["mutual_information"] == pytest.approx(0.0, abs=1e-9)
     assert figures["collapse"] == "collapsed" and figures["collapse_reason"].startswith("0 of 4 latent dimensions active")

@@ -10,10 +10,10 @@ from conftest import TINY, compose_config, options
 from vae_lab.build import build
 from vae_lab.iwae import iwae_nll
 from vae_lab.likelihoods import Gaussian
-from vae_lab.metrics import evaluate
+from vae_lab.metrics import measure
 from vae_lab.model import VAE
 from vae_lab.priors import StandardNormal
-from vae_lab.train import build_model
+from vae_lab.build import build_model
 
 P, LATENT, SIGMA = 4, 2, 0.5
 
@@ -99,6 +99,6 @@ def test_iwae_is_below_minus_elbo_on_average(prior):
     data = build("dataset", cfg.dataset)
     torch.manual_seed(0)
     model = build_model(cfg, data)
-    figures = evaluate(model, data, "val", 64, 32, iwae_k=20)
+    figures = measure(model, data, "val", 64, 32, iwae_k=20)
     assert figures["iwae_k"] == 20
     assert figures["iwae_nll"] <= -figures["elbo"]

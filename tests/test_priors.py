@@ -13,7 +13,7 @@ from vae_lab.build import build
 from vae_lab.encoders import MLPEncoder
 from vae_lab.model import VAE, objective
 from vae_lab.priors import MixtureOfGaussians, VampPrior
-from vae_lab.train import build_model
+from vae_lab.build import build_model
 
 SHAPE = (1, 6, 6)
 

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from conftest import TINY
 from vae_lab import sweep, threads
 from vae_lab.checks import ConfigError
-from vae_lab.train import CONFIG_DIR
+from vae_lab.config import CONFIG_DIR
 
 
 def multirun(args, sweep_dir):

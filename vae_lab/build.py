@@ -1,11 +1,19 @@
 """Instantiate config groups through Hydra's `_target_`, turning a bad value into one line naming its key."""
+import logging
 import re
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from vae_lab.checks import ConfigError
+from vae_lab.checks import ConfigError, first_line
+from vae_lab.config import check_optimizer_args
+from vae_lab.model import VAE
+from vae_lab.priors import MC_KL_NOTE
+from vae_lab.resources import check_fits
+
+log = logging.getLogger("vae_lab")
 
 
 def build(group, node, **runtime):
@@ -19,14 +27,36 @@ def build(group, node, **runtime):
         if isinstance(cause, ConfigError):
             raise ConfigError(f"{group}.{cause}" if "=" in str(cause).split(":")[0] else f"{group}: {cause}") from None
         if cause is None:  # Hydra could not import or find the target
-            first = str(e).strip().splitlines()[0]
-            raise ConfigError(f"{group}._target_={node._target_}: {first}") from None
+            raise ConfigError(f"{group}._target_={node._target_}: {first_line(e)}") from None
         unknown = re.search(r"unexpected keyword argument '(\w+)'", str(cause)) if isinstance(cause, TypeError) else None
         if unknown:
             raise ConfigError(f"{group}.{unknown[1]}: unknown key for {node._target_}") from None
-        raise ConfigError(f"{group}: {_one_line(cause)} (config: {OmegaConf.to_container(node)})") from None
+        raise ConfigError(f"{group}: {first_line(cause, with_type=True)} (config: {OmegaConf.to_container(node)})") from None
 
 
-def _one_line(error):
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+def build_model(cfg, data):
+    """The VAE of `cfg` for `data`'s image shape, on the CPU; too big for the memory of data's device is a ConfigError."""
+    def assemble():
+        return VAE(
+            encoder=build("encoder", cfg.encoder, in_shape=data.shape, latent_dim=cfg.latent_dim),
+            decoder=build("decoder", cfg.decoder, out_shape=data.shape, latent_dim=cfg.latent_dim),
+            likelihood=build("likelihood", cfg.likelihood, shape=data.shape),
+            prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim, in_shape=data.shape),
+        )
+    with torch.device("meta"):  # sizes first, nothing allocated: too big for memory is a config error
+        check_fits(assemble(), data.device)
+    model = assemble()
+    model.likelihood.check_data(*data.value_range)
+    if not model.prior.analytic_kl:
+        log.info("prior %s: %s", type(model.prior).__name__, MC_KL_NOTE)
+    return model
+
+
+def build_optimizer(cfg, model):
+    """The `optimizer` group's torch.optim partial, checked (vae_lab.config), over the model's parameters."""
+    make = build("optimizer", cfg.optimizer)
+    check_optimizer_args(cfg.optimizer._target_, make.func, make.keywords)
+    try:
+        return make(model.parameters())
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: e.g. fused=true with foreach=true
+        raise ConfigError(f"optimizer: {first_line(e)} (config: {OmegaConf.to_container(cfg.optimizer)})") from None

@@ -1,34 +1,17 @@
 """Checkpoints written atomically and read back with torch.load(weights_only=True)."""
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vae_lab.checks import ConfigError
+from vae_lab.checks import ConfigError, first_line
+from vae_lab.rundir import write_atomic
 
 
 def save_atomic(state, path):
     """Write `state` to `path` so that a kill at any instant leaves either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load(path):
@@ -37,9 +20,8 @@ def load(path):
         raise ConfigError(f"{path}: no checkpoint there")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{path}: not a readable vae_lab checkpoint ({reason})") from None
+    except Exception as e:  # noqa: BLE001 - truncated, not a zip, unpickling refused: one line naming the file
+        raise ConfigError(f"{path}: not a readable vae_lab checkpoint ({first_line(e)})") from None
 
 
 def rng_state(generators):

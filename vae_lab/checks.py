@@ -34,6 +34,29 @@ def number(key, value, *, low=None, high=None, low_open=False, integer=False):
     return int(value) if integer else float(value)
 
 
+def first_line(error, with_type=False, limit=240):
+    """An exception's message as one line for `tool: error: ...`: its first non-empty line, and the next one too
+    when the first only introduces it (torch's state-dict errors end their first line with a colon); the type's
+    name when the message is empty, and before the message with `with_type`."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else (lines[0] if lines else "")
+    if with_type or not text:
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def resolve_device(setting, key="device"):
+    """`auto` (a GPU when there is one), `cpu` or `cuda` as a torch.device; cuda without a GPU is a ConfigError."""
+    import torch
+
+    choice(key, setting, ("auto", "cpu", "cuda"))
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key}=cuda: no CUDA device is available here; use {key}=auto or {key}=cpu")
+    return torch.device(setting)
+
+
 def positive_int(key, value):
     return number(key, value, low=1, integer=True)
 

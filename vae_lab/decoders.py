@@ -4,7 +4,7 @@ import math
 from torch import nn
 
 from vae_lab.checks import int_list, positive_int
-from vae_lab.encoders import check_conv_fits, conv_sizes, mlp
+from vae_lab.networks import check_conv_fits, conv_sizes, mlp
 
 
 class Decoder(nn.Module):

@@ -3,7 +3,8 @@ import math
 
 from torch import nn
 
-from vae_lab.checks import ConfigError, int_list, positive_int
+from vae_lab.checks import int_list, positive_int
+from vae_lab.networks import check_conv_fits, conv_sizes, mlp
 
 
 class Encoder(nn.Module):
@@ -15,15 +16,6 @@ class Encoder(nn.Module):
         return mean, log_var
 
 
-def mlp(sizes, final_activation=True):
-    layers = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if final_activation or i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
 class MLPEncoder(Encoder):
     def __init__(self, in_shape, latent_dim, hidden=(512,)):
         super().__init__()
@@ -31,25 +23,6 @@ class MLPEncoder(Encoder):
         latent_dim = positive_int("latent_dim", latent_dim)
         self.features = nn.Sequential(nn.Flatten(), mlp([math.prod(in_shape), *hidden]))
         self.head = nn.Linear(hidden[-1] if hidden else math.prod(in_shape), 2 * latent_dim)
-
-
-def conv_sizes(size, n_layers):
-    """Spatial sizes through `n_layers` 3x3 stride-2 'same' convolutions: s -> ceil(s / 2)."""
-    sizes = [size]
-    for _ in range(n_layers):
-        sizes.append(-(-sizes[-1] // 2))
-    return sizes
-
-
-def check_conv_fits(in_shape, channels):
-    _, h, w = in_shape
-    for k, s in enumerate(conv_sizes(min(h, w), len(channels))[:-1]):
-        if s < 2:
-            most = next(i for i, t in enumerate(conv_sizes(min(h, w), len(channels))) if t < 2)
-            raise ConfigError(
-                f"hidden={channels}: {len(channels)} stride-2 conv layers do not fit {h}x{w} images "
-                f"(layer {k + 1} would get a {s}x{s} input); use at most {most} layers"
-            )
 
 
 class ConvEncoder(Encoder):

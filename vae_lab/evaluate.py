@@ -9,35 +9,40 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue
 
-from vae_lab import checkpoint
-from vae_lab.build import build
-from vae_lab.checks import ConfigError, choice, number, positive_int
-from vae_lab.metrics import evaluate
+from vae_lab import checkpoint, rundir
+from vae_lab.build import build, build_model
+from vae_lab.checks import ConfigError, choice, first_line, number, positive_int, resolve_device
+from vae_lab.config import CONFIG_DIR
+from vae_lab.metrics import measure
 from vae_lab.run_log import RunLog
-from vae_lab.train import CONFIG_DIR, build_model
 
 PROG = "vae-eval"
 
 
 def options(argv):
-    """configs/evaluate.yaml with `key=value` arguments merged in, checked."""
+    """configs/evaluate.yaml with the `key=value` overrides of `argv`, composed by Hydra (vae-train's syntax), checked.
+
+    Composed rather than run as a Hydra app: vae-eval writes into the run it evaluates, never an output directory.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
     base = OmegaConf.load(Path(CONFIG_DIR) / "evaluate.yaml")
-    OmegaConf.set_struct(base, True)
     for arg in argv:
-        if "=" not in arg:
+        if "=" not in arg and not arg.startswith("~"):
             raise ConfigError(f"{arg!r}: arguments are key=value, e.g. run=outputs/runs/<date>/<time>")
     try:
-        opts = OmegaConf.merge(base, OmegaConf.from_dotlist(list(argv)))
-        opts.run  # a missing run= raises here
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None) or ""
-        if "Missing mandatory value" in str(e):
-            raise ConfigError("run: required; give the run directory, e.g. vae-eval run=outputs/runs/<date>/<time>") from None
-        raise ConfigError(f"{key}: {str(e).splitlines()[0]} (keys: {', '.join(_keys(OmegaConf.to_container(base)))})") from None
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=PROG):
+            opts = compose("evaluate", overrides=list(argv))
+    except HydraException as e:  # a bad override or an unknown key: Hydra's message, first line
+        raise ConfigError(f"{first_line(e)} (keys: {', '.join(_keys(OmegaConf.to_container(base)))})") from None
+    try:
+        opts.run
+    except MissingMandatoryValue:
+        raise ConfigError("run: required; give the run directory, e.g. vae-eval run=outputs/runs/<date>/<time>") from None
     for key, node in base.items_ex(resolve=False):
         if OmegaConf.is_dict(node) and not OmegaConf.is_dict(opts[key]):
             raise ConfigError(f"{key}={opts[key]}: {key} holds keys; set them one by one, e.g. {key}.{next(iter(node))}=...")
@@ -56,36 +61,27 @@ def options(argv):
     return opts
 
 
-def _keys(tree, prefix=""):
-    for k, v in tree.items():
+def _keys(node, prefix=""):
+    for k, v in node.items():
         yield from (_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"])
 
 
 def load_run(opts):
     """The run's config, data, and model with the checkpoint's weights; raises ConfigError before writing anything."""
     run_dir = Path(opts.run)
-    config_path = run_dir / ".hydra" / "config.yaml"
-    if not config_path.is_file():
-        raise ConfigError(f"run={opts.run}: not a vae_lab run directory (no {config_path})")
-    try:
-        cfg = OmegaConf.load(config_path)
-    except Exception as e:
-        raise ConfigError(f"{config_path}: not a readable config ({str(e).strip().splitlines()[0]})") from None
+    cfg = rundir.config(run_dir, key="run")
     ckpt_path = run_dir / "checkpoints" / f"{opts.checkpoint}.pt"
     state = checkpoint.load(ckpt_path)
     if not isinstance(state, dict) or "model" not in state:
         raise ConfigError(f"{ckpt_path}: not a vae_lab checkpoint (no model weights in it)")
-    device = torch.device("cuda" if opts.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if opts.device == "auto" else opts.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda: no CUDA device is available here; use device=auto or device=cpu")
+    device = resolve_device(opts.device)
     data = build("dataset", cfg.dataset, device=device)
     model = build_model(cfg, data)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise ConfigError(f"{ckpt_path}: checkpoint does not fit the model in {config_path} "
-                          f"({str(e).strip().splitlines()[0]})") from None
+        raise ConfigError(f"{ckpt_path}: checkpoint does not fit the model in {run_dir / rundir.CONFIG} "
+                          f"({first_line(e)})") from None
     return run_dir, cfg, data, model.to(device), state
 
 
@@ -95,7 +91,7 @@ def run(opts):
     run_dir, cfg, data, model, state = load_run(opts)
     seed = cfg.seed if opts.seed is None else opts.seed
     step = int(state.get("step", 0))
-    figures = evaluate(model, data, "test", opts.max_images, opts.batch_size, seed=seed,
+    figures = measure(model, data, "test", opts.max_images, opts.batch_size, seed=seed,
                        iwae_k=opts.iwae.k, iwae_chunk=opts.iwae.chunk, mi_images=opts.mi_images)
     evaluate_s = time.perf_counter() - start
     runlog = RunLog(run_dir)
@@ -110,7 +106,7 @@ def run(opts):
               "single-sample Monte-Carlo", **figures, "mig": figures.get("mig"), "mig_per_factor": figures.get("mig_per_factor"),
               "figures": [str(p.relative_to(run_dir)) for p in pngs],
               "evaluate_s": evaluate_s, "wall_s": time.perf_counter() - start}
-    runlog.summary(result, "eval.json")
+    runlog.summary(result, rundir.EVAL)
     runlog.close()
     return result
 
@@ -137,12 +133,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__.strip())
+        print("\nOptions (configs/evaluate.yaml):\n")
+        print((Path(CONFIG_DIR) / "evaluate.yaml").read_text())
         return
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
     try:
         result = run(options(argv))
     except ConfigError as e:
-        raise SystemExit(f"{PROG}: error: {e}")
+        raise SystemExit(f"{PROG}: error: {e}") from None
     print(table(result))
 
 

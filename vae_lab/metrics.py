@@ -11,7 +11,7 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 @torch.no_grad()
-def evaluate(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_k=0, iwae_chunk=16384,
+def measure(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_k=0, iwae_chunk=16384,
              mi_images=None):
     """ELBO terms and diagnostics over the first `max_images` of `split` (all if None), with a fixed seed for z
     and binarisation. The IWAE bound, when iwae_k > 0, is computed on the same images; the mutual information on

@@ -1,9 +1,12 @@
-"""What each training step computed, kept on the device until the loop looks at it: the loss, the two ELBO terms and
-the sum of every parameter's gradient. A NaN or Inf among them is reported with its step and its name.
+"""Two records of the training steps, kept on the device until the loop looks at them.
 
-`stop` (the default) writes one row per step without a host sync; the loop calls `problem()` at its logging and
-checkpoint steps, so a run stops before anything computed after a bad step is logged or saved. `skip` reads each
-row at once (one sync per step) and drops a bad step's update.
+`NonFiniteGuard` writes one row per step: the reconstruction term, the KL term, the loss and the sum of every
+parameter's gradient. A NaN or Inf among them is reported with its step and its name. With `stop` (the default)
+rows are written without a host sync and checked when the loop calls `problem()` at its logging and checkpoint
+steps, so a run stops before anything computed after a bad step is logged or saved. `skip` reads each row at once
+(one sync per step) and drops a bad step's update.
+
+`TrainingMeans` adds up the checked rows' terms: the train/ figures logged, averaged over the steps since the last log.
 """
 import math
 
@@ -12,10 +15,42 @@ import torch
 from vae_lab.checks import choice
 
 
-class StepRecord:
+class TrainingMeans:
+    """Sums of (recon_ll, kl, loss) and of the KL weight over the checked steps since the last `pop()`."""
+
+    def __init__(self, device):
+        self.sums = torch.zeros(3, device=device)  # recon_ll, kl, loss
+        self.count, self.weight_sum = 0, 0.0
+
+    def add(self, rows):
+        """Rows (n, 3) the guard has checked."""
+        self.sums += rows.sum(0)
+
+    def count_step(self, weight):
+        self.count, self.weight_sum = self.count + 1, self.weight_sum + weight
+
+    def pop(self):
+        """(loss, recon_ll, kl, kl weight) averaged over the steps since the last call (NaN if there were none)."""
+        if self.count == 0:
+            return (math.nan,) * 4
+        rec, kl, loss = (self.sums / self.count).tolist()
+        out = loss, rec, kl, self.weight_sum / self.count
+        self.sums.zero_()
+        self.count, self.weight_sum = 0, 0.0
+        return out
+
+    def state_dict(self):
+        return {"sums": self.sums.cpu(), "count": self.count, "weight_sum": self.weight_sum}
+
+    def load_state_dict(self, state):
+        self.sums.copy_(state["sums"])
+        self.count, self.weight_sum = int(state["count"]), float(state["weight_sum"])
+
+
+class NonFiniteGuard:
     TERMS = ("reconstruction term log p(x|z)", "KL term", "loss")  # then one gradient per parameter
 
-    def __init__(self, model, mode="stop", rows=1024):
+    def __init__(self, model, mode, means, rows=1024):
         self.skip = choice("trainer.nonfinite", mode, ("stop", "skip")) == "skip"
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
@@ -23,10 +58,9 @@ class StepRecord:
         device = self.params[0].device if self.params else torch.device("cpu")
         self.rows = torch.empty(rows, len(self.names), device=device)  # (rows, 3 + parameters)
         self.n, self.first_step, self.found = 0, 0, None  # rows not yet checked; the step of the first; a problem
-        self.sums = torch.zeros(3, device=device)  # recon_ll, kl, loss summed over the checked steps of this window
-        self.count, self.weight_sum, self.skipped = 0, 0.0, 0
+        self.means, self.skipped = means, 0
 
-    def add(self, step, loss, terms, weight):
+    def record(self, step, loss, terms, weight):
         """Record step `step` (0-based) after backward(); False if its update must be dropped (`skip` only)."""
         if self.n == len(self.rows):
             self._check()
@@ -38,11 +72,12 @@ class StepRecord:
             self.skipped += 1
             return False
         self.first_step = step if self.n == 0 else self.first_step
-        self.n, self.count, self.weight_sum = self.n + 1, self.count + 1, self.weight_sum + weight
+        self.n += 1
+        self.means.count_step(weight)
         return True
 
     def _check(self):
-        """Fold the rows written since the last check into the sums, or keep an account of the first bad one."""
+        """Hand the rows written since the last check to the means, or keep an account of the first bad one."""
         if self.found or self.n == 0:
             return
         ok = self.rows[: self.n].isfinite()
@@ -53,7 +88,7 @@ class StepRecord:
             self.found = f"training diverged at step {self.first_step + i + 1}: non-finite {', '.join(names[:3])}{more}"
             self.n = 0  # nothing after it matters
             return
-        self.sums += self.rows[: self.n, :3].sum(0)
+        self.means.add(self.rows[: self.n, :3])
         self.n = 0
 
     def problem(self, step, figures=None, saving=False):
@@ -74,22 +109,3 @@ class StepRecord:
         if bad:
             return f"training diverged by step {step}: validation {', '.join(f'{k} {figures[k]}' for k in bad)}"
         return None
-
-    def means(self):
-        """(loss, recon_ll, kl, kl weight) averaged over the steps since the last call (NaN if all were skipped)."""
-        self._check()
-        if self.count == 0:
-            return (math.nan,) * 4
-        rec, kl, loss = (self.sums / self.count).tolist()
-        out = loss, rec, kl, self.weight_sum / self.count
-        self.sums.zero_()
-        self.count, self.weight_sum = 0, 0.0
-        return out
-
-    def state_dict(self):
-        self._check()
-        return {"sums": self.sums.cpu(), "count": self.count, "weight_sum": self.weight_sum, "skipped": self.skipped}
-
-    def load_state_dict(self, state):
-        self.sums.copy_(state["sums"])
-        self.count, self.weight_sum, self.skipped = int(state["count"]), float(state["weight_sum"]), int(state["skipped"])

@@ -5,7 +5,6 @@ from pathlib import Path
 import torch
 
 from vae_lab.diagnostics import informative_dims
-from vae_lab.run_log import prior_samples, reconstructions
 
 TRAVERSAL_STEPS = 9
 TRAVERSAL_DIMS = 10
@@ -20,6 +19,18 @@ def latent_range(prior, generator, low=0.02, high=0.98, n=10_000):
 
 def _decode(model, z):
     return model.likelihood.mean(model.decoder(z).float())
+
+
+@torch.no_grad()
+def reconstructions(model, x, generator=None):
+    """Inputs above their reconstructions (likelihood means), for make_grid with nrow = len(x)."""
+    terms = model(x, generator=generator)
+    return torch.cat([x, model.likelihood.mean(terms.params)])
+
+
+@torch.no_grad()
+def prior_samples(model, n, generator):
+    return _decode(model, model.prior.sample(n, generator))
 
 
 @torch.no_grad()

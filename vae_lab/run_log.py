@@ -3,9 +3,12 @@ import json
 import math
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
+
+from vae_lab import rundir
+from vae_lab.config import NOT_TRAINED
+from vae_lab.rundir import Status
 
 
 class RunLog:
@@ -15,10 +18,10 @@ class RunLog:
         self.tb = SummaryWriter(log_dir=str(self.dir), purge_step=purge_step)
         self.metrics_path = self.dir / "metrics.jsonl"
         if purge_step is not None:  # resuming: the run has no final status until it ends again
-            (self.dir / "summary.json").unlink(missing_ok=True)
+            (self.dir / rundir.SUMMARY).unlink(missing_ok=True)
             if self.metrics_path.exists():
-                kept = [l for l in self.metrics_path.read_text().splitlines() if _step(l) < purge_step]
-                _write_atomic(self.metrics_path, "".join(l + "\n" for l in kept))
+                kept = [line for line in self.metrics_path.read_text().splitlines() if _step(line) < purge_step]
+                rundir.write_text(self.metrics_path, "".join(line + "\n" for line in kept))
 
     def scalars(self, prefix, values, step):
         for name, value in values.items():
@@ -29,7 +32,7 @@ class RunLog:
         """Scalars, per-dimension KL, and one line of metrics.jsonl."""
         self.figures(prefix, figures, step)
         with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"step": step, "epoch": epoch, **_finite(figures)}) + "\n")
+            f.write(json.dumps({"step": step, "epoch": epoch, **rundir.json_safe(figures)}) + "\n")
 
     def evaluation_at(self, step):
         """The figures metrics.jsonl holds for `step`, or None."""
@@ -66,35 +69,30 @@ class RunLog:
             Path(png).parent.mkdir(parents=True, exist_ok=True)
             save_image(grid, png)
 
-    def summary(self, figures, name="summary.json"):
+    def summary(self, figures, name=rundir.SUMMARY):
         """`figures` as JSON in the run directory, written atomically."""
-        _write_atomic(self.dir / name, json.dumps(_finite(figures), indent=2) + "\n")
+        rundir.write_json(self.dir / name, figures)
 
     def flush(self):
         self.tb.flush()
 
-    def hparams(self, cfg, status="completed"):
+    def hparams(self, cfg, status):
         """The run's config as one session of TensorBoard's HParams tab, written into this run's own event file
         (SummaryWriter.add_hparams would add a sub-run per call). The tab's metrics are the run's own val/* scalars,
         whose last values are the final figures; no experiment summary is written, so the tab takes the union
         of every run's hyper-parameters instead of one run's."""
-        from tensorboard.plugins.hparams.api_pb2 import Status
+        from tensorboard.plugins.hparams.api_pb2 import Status as HParamsStatus
         from torch.utils.tensorboard.summary import hparams
 
         _, start, end = hparams(flat_hparams(cfg), {})
-        kind = {"completed": "STATUS_SUCCESS", "stopped": "STATUS_RUNNING", "interrupted": "STATUS_RUNNING"}
-        end.value[0].metadata.plugin_data.content = _session_end(Status.Value(kind.get(status, "STATUS_FAILURE")))
-        writer = self.tb._get_file_writer()
-        writer.add_summary(start)
-        writer.add_summary(end)
+        kind = "STATUS_SUCCESS" if status == Status.COMPLETED else "STATUS_FAILURE" if status.final else "STATUS_RUNNING"
+        end.value[0].metadata.plugin_data.content = _session_end(HParamsStatus.Value(kind))
+        self.tb.file_writer.add_summary(start)  # the writer's own events file: one per run, each step logged once
+        self.tb.file_writer.add_summary(end)
 
     def close(self):
         self.tb.flush()
         self.tb.close()
-
-
-NOT_HPARAMS = {"data_dir", "resume", "objective", "trainer.log_every", "trainer.eval_every",
-               "trainer.checkpoint_every", "eval.batch_size"}  # where and how often, not what is trained
 
 
 def flat_hparams(cfg):
@@ -111,7 +109,7 @@ def flat_hparams(cfg):
                 if "_target_" in value:
                     out[path] = choices.get(path) or str(value["_target_"]).rsplit(".", 1)[-1]
                 walk({k: v for k, v in value.items() if not k.startswith("_")}, path + ".")
-            elif path not in NOT_HPARAMS and value is not None:
+            elif path not in NOT_TRAINED and value is not None:
                 out[path] = value if isinstance(value, (int, float, str)) else str(value)
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
@@ -131,32 +129,3 @@ def _step(line):
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return math.inf
-
-
-def _write_atomic(path, text):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def _finite(d):
-    """JSON has no NaN or Infinity: write them as strings so the file stays valid."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            v = str(v)
-        out[k] = v
-    return out
-
-
-@torch.no_grad()
-def reconstructions(model, x, generator=None):
-    """Inputs above their reconstructions (likelihood means), for make_grid with nrow = len(x)."""
-    terms = model(x, generator=generator)
-    return torch.cat([x, model.likelihood.mean(terms.params)])
-
-
-@torch.no_grad()
-def prior_samples(model, n, generator):
-    z = model.prior.sample(n, generator)
-    return model.likelihood.mean(model.decoder(z))

@@ -1,45 +1,28 @@
 """Run directories: which config a run was started with, whether it finished, and finding one to resume."""
-import json
 import logging
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from vae_lab import rundir
 from vae_lab.checks import ConfigError
+from vae_lab.config import NOT_TRAINED
 
 log = logging.getLogger("vae_lab")
 
-# Keys that say how or where this invocation runs, not what is trained: ignored when matching configs.
-RUN_SPECIFIC = ("resume", "device", "threads", "objective", "data_dir", "trainer.log_every", "trainer.eval_every",
-                "trainer.checkpoint_every", "trainer.stop_at_step")
-UNFINISHED = (None, "interrupted", "stopped")  # summary.json status of a run that resume=auto continues
 SEARCH_DEPTH = 4  # run directories are looked for at most this many levels below a search root
 
 
-def saved_config(run_dir, key="resume"):
-    path = Path(run_dir) / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{key}={run_dir}: not a vae_lab run directory (no {path})")
-    try:
-        return OmegaConf.load(path)
-    except Exception as e:
-        raise ConfigError(f"{path}: not a readable config ({type(e).__name__}); resume another run") from None
-
-
-def status(run_dir):
-    """The status in summary.json (completed, interrupted, stopped, diverged), or None while it has none."""
-    try:
-        return json.loads((Path(run_dir) / "summary.json").read_text()).get("status", "unknown")
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, AttributeError):
-        return "unreadable"
+def unfinished(run_dir):
+    """No final status yet: never ended, or stopped/interrupted with a checkpoint to continue from."""
+    found = rundir.status(run_dir)
+    return found is None or (isinstance(found, rundir.Status) and not found.final)
 
 
 def resolved(cfg, like):
     """`cfg` as a plain resolved dict, with the run-specific keys of `like`, so that interpolations of them agree."""
     cfg = OmegaConf.create(OmegaConf.to_container(cfg))
-    for key in RUN_SPECIFIC:
+    for key in NOT_TRAINED:
         OmegaConf.update(cfg, key, OmegaConf.select(like, key, default=None), force_add=True)
     try:
         return OmegaConf.to_container(cfg, resolve=True)
@@ -88,11 +71,11 @@ def find_unfinished(cfg, roots):
         for depth in range(SEARCH_DEPTH + 1):
             for ckpt in Path(root).glob("/".join(["*"] * depth + ["checkpoints", "last.pt"])):
                 run_dir = ckpt.parent.parent
-                if status(run_dir) in UNFINISHED and (run_dir / ".hydra" / "config.yaml").is_file():
+                if unfinished(run_dir) and rundir.is_run(run_dir):
                     found.append((ckpt.stat().st_mtime, run_dir))
     for _, run_dir in sorted(set(found), reverse=True):
         try:
-            if not differences(saved_config(run_dir), cfg):
+            if not differences(rundir.config(run_dir, key="resume"), cfg):
                 return run_dir
         except ConfigError:
             continue
@@ -104,11 +87,11 @@ def resumed_config(run_dir, cfg, overrides):
 
     Any other override must agree with the saved config: resuming never silently drops or applies a change.
     """
-    saved = saved_config(run_dir)
+    saved = rundir.config(run_dir, key="resume")
     mine, theirs = resolved(cfg, cfg), resolved(saved, cfg)
     for override in overrides:
         key = override.lstrip("~+").split("=", 1)[0]
-        if key in RUN_SPECIFIC:
+        if key in NOT_TRAINED:
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
             continue
         if key.startswith("hydra."):

@@ -1,11 +1,14 @@
-"""vae-train: one plain training loop for every VAE the configs can assemble."""
-import inspect
+"""vae-train: one plain training loop for every VAE the configs can assemble.
+
+`train()` is the loop; the functions above it set a run up, restore it, take a step, log, validate and save.
+"""
 import logging
 import math
 import random
 import sys
 import time
-from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,99 +18,107 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from tqdm import tqdm
 
-from vae_lab import checkpoint, runs, sweep
-from vae_lab.build import build
-from vae_lab.checks import ConfigError, choice, number, positive_int
+from vae_lab import checkpoint, rundir, runs, sweep
+from vae_lab.build import build, build_model, build_optimizer
+from vae_lab.checks import ConfigError, first_line, resolve_device
+from vae_lab.config import CONFIG_DIR, check_root, register_resolvers
 from vae_lab.diagnostics import CollapseWatch
 from vae_lab.interrupt import StopRequest
-from vae_lab.metrics import evaluate
-from vae_lab.model import VAE, objective
-from vae_lab.nonfinite import StepRecord
+from vae_lab.metrics import measure
+from vae_lab.model import objective
+from vae_lab.nonfinite import NonFiniteGuard, TrainingMeans
 from vae_lab.pictures import log_pictures
-from vae_lab.priors import MC_KL_NOTE
-from vae_lab.resources import check_fits
 from vae_lab.run_log import RunLog
+from vae_lab.rundir import Status
 from vae_lab.threads import set_threads
 
 log = logging.getLogger("vae_lab")
-FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
-def check_root(cfg):
-    """Keys outside the config groups; each group's class checks its own keys."""
-    check_keys(cfg)
-    positive_int("latent_dim", cfg.latent_dim)
-    number("seed", cfg.seed, low=0, high=2**32 - 1, integer=True)  # numpy's limit
-    choice("device", cfg.device, ("auto", "cpu", "cuda"))
-    choice("loss.reduction", cfg.loss.reduction, ("sum", "mean"))
-    choice("objective", cfg.objective, ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units"))
-    t = cfg.trainer
-    number("trainer.epochs", t.epochs, low=0, integer=True)
-    if t.max_steps is not None:
-        number("trainer.max_steps", t.max_steps, low=0, integer=True)
-    if t.stop_at_step is not None:
-        number("trainer.stop_at_step", t.stop_at_step, low=1, integer=True)
-    choice("trainer.precision", t.precision, ("fp32", "bf16"))
-    choice("trainer.compile", t.compile, (False, True))
-    choice("trainer.nonfinite", t.nonfinite, ("stop", "skip"))
-    for key in ("batch_size", "eval_every", "log_every", "checkpoint_every"):
-        positive_int(f"trainer.{key}", t[key])
-    if cfg.eval.max_images is not None:
-        positive_int("eval.max_images", cfg.eval.max_images)
-    positive_int("eval.batch_size", cfg.eval.batch_size)
-    number("eval.iwae_k", cfg.eval.get("iwae_k", 0), low=0, integer=True)
-    if cfg.eval.get("mi_images", 1000) is not None:
-        positive_int("eval.mi_images", cfg.eval.get("mi_images"))
-    positive_int("eval.collapse_patience", cfg.eval.get("collapse_patience", 2))
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda: no CUDA device is available here; use device=auto or device=cpu")
+@dataclass
+class State:
+    """What a checkpoint holds: restoring every field continues the run bit for bit."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generators: dict  # torch.Generator per random stream: reparameterisation noise, dynamic binarisation
+    means: TrainingMeans  # train/ figures of the steps since the last log
+    guard: NonFiniteGuard  # its count of skipped steps
+    step: int = 0
+    best_elbo: float = -math.inf
+
+    def state_dict(self):
+        """Call after guard.problem(): every recorded step has then reached the means."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                "best_elbo": self.best_elbo, "rng": checkpoint.rng_state(self.generators),
+                "record": {**self.means.state_dict(), "skipped": self.guard.skipped}}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"], self.generators)
+        self.means.load_state_dict(state["record"])
+        self.guard.skipped = int(state["record"]["skipped"])
+        self.step, self.best_elbo = int(state["step"]), float(state["best_elbo"])
 
 
-def check_keys(cfg):
-    """Keys outside the config groups are those of configs/config.yaml (a misspelt `+key=` is not ignored, a
-    deleted `~key` is not a traceback), and every interpolation resolves."""
-    try:
-        OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"{e.full_key or 'config'}: {str(e).splitlines()[0]}") from None
-    base = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "config.yaml"))
-    groups = {k for d in base.pop("defaults") if isinstance(d, dict) for k in d}
-    base.pop("hydra")
+@dataclass
+class Run:
+    """A run being trained: its state, and what stays fixed while it trains."""
 
-    def walk(node, known, prefix):
-        for key in node.keys() - known.keys() - (groups if not prefix else set()):
-            raise ConfigError(f"{prefix}{key}: unknown key; known here: {', '.join(known)}")
-        for key in known.keys() - node.keys():
-            raise ConfigError(f"{prefix}{key}: missing; it is required (see configs/config.yaml)")
-        for key, value in known.items():
-            if isinstance(value, dict) != isinstance(node[key], dict):
-                raise ConfigError(f"{prefix}{key}={node[key]}: must be {'a mapping' if isinstance(value, dict) else 'a value'}")
-            if isinstance(value, dict):
-                walk(node[key], value, f"{prefix}{key}.")
-    walk(OmegaConf.to_container(cfg), base, "")
-    for group in groups - {"experiment"}:
-        if group not in cfg:
-            raise ConfigError(f"{group}: missing; choose an option of the `{group}` group")
+    cfg: object
+    dir: Path
+    data: object
+    state: State
+    kl_schedule: object
+    recon_scale: float  # 1 for loss.reduction=sum (the ELBO); 1/pixels for mean
+    trainer: SimpleNamespace  # cfg.trainer as plain values: reading a DictConfig key in every step is slow
+    total: int  # steps
+    steps_per_epoch: int
+    step_model: torch.nn.Module  # the model, compiled with trainer.compile
+    autocast: torch.autocast
+    runlog: RunLog
+    collapse_watch: CollapseWatch
+    resumed: bool
 
 
-def build_model(cfg, data):
-    def assemble():
-        return VAE(
-            encoder=build("encoder", cfg.encoder, in_shape=data.shape, latent_dim=cfg.latent_dim),
-            decoder=build("decoder", cfg.decoder, out_shape=data.shape, latent_dim=cfg.latent_dim),
-            likelihood=build("likelihood", cfg.likelihood, shape=data.shape),
-            prior=build("prior", cfg.prior, latent_dim=cfg.latent_dim, in_shape=data.shape),
-        )
-    with torch.device("meta"):  # sizes first, nothing allocated: too big for memory is a config error
-        check_fits(assemble(), data.device)
-    model = assemble()
-    model.likelihood.check_data(*data.value_range)
-    if not model.prior.analytic_kl:
-        log.info("prior %s: %s", type(model.prior).__name__, MC_KL_NOTE)
-    return model
+def setup(cfg, run_dir):
+    """Check the config, build data, model, optimizer, KL schedule and random streams, restore a checkpoint
+    (resume=<dir>), and open the run's log. Raises ConfigError before anything is written."""
+    check_root(cfg)
+    saved = checkpoint.load(Path(cfg.resume) / "checkpoints" / "last.pt") if cfg.resume is not None else None
+    if saved is None and ((run_dir / "checkpoints").exists() or (run_dir / rundir.SUMMARY).exists()):
+        raise ConfigError(f"hydra.run.dir={run_dir}: holds another run already; choose a new directory or resume={run_dir}")
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    data = build("dataset", cfg.dataset, device=device)
+    model = build_model(cfg, data).to(device)
+    t = SimpleNamespace(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    steps_per_epoch = math.ceil(data.size("train") / t.batch_size)
+    total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
+    kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1))
+    means = TrainingMeans(device)
+    state = State(model, build_optimizer(cfg, model),
+                  {name: torch.Generator(device=device).manual_seed(cfg.seed * 7919 + i)
+                   for i, name in enumerate(("noise", "binarize"))},
+                  means, NonFiniteGuard(model, t.nonfinite, means))
+    if saved is not None:
+        try:
+            state.load_state_dict(saved)
+        except Exception as e:  # noqa: BLE001 - any mismatch: the checkpoint is not of this model
+            raise ConfigError(f"resume={cfg.resume}: checkpoints/last.pt does not fit this run's model "
+                              f"({first_line(e)})") from None
+        log.info("resuming %s at step %d of %d", cfg.resume, state.step, total)
+    if cfg.loss.reduction == "mean":
+        warn_mean_reduction(kl_schedule.beta, data.num_pixels)
+    model.train()
+    return Run(cfg, run_dir, data, state, kl_schedule, 1.0 if cfg.loss.reduction == "sum" else 1.0 / data.num_pixels,
+               t, total, steps_per_epoch, torch.compile(model) if t.compile else model,  # opt-in; see scripts/bench.py
+               torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"),
+               RunLog(run_dir, purge_step=state.step + 1 if saved is not None else None),
+               CollapseWatch(cfg.eval.collapse_patience), resumed=saved is not None)
 
 
 def seed_everything(seed):
@@ -116,170 +127,165 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def batches(run):
+    """Training batches from the run's current step to its last; each epoch's order is a pure function of
+    (seed, epoch), so a resumed run sees the batches it would have seen."""
+    size, order, order_epoch = run.trainer.batch_size, None, None
+    while run.state.step < run.total:
+        epoch, i = divmod(run.state.step, run.steps_per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = run.data.epoch_order("train", epoch, run.cfg.seed), epoch
+        yield run.data.batch("train", order[i * size : (i + 1) * size], run.state.generators["binarize"])
+
+
+def train_step(run, x):
+    """One optimiser step on the batch x. The guard records its terms and gradients on the device, no host read."""
+    s = run.state
+    with run.autocast:
+        terms = run.step_model(x, s.generators["noise"])
+        loss = objective(terms, run.kl_schedule, s.step, run.recon_scale)
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if s.guard.record(s.step, loss, terms, run.kl_schedule.weight(s.step)):  # False: trainer.nonfinite=skip
+        s.optimizer.step()
+    s.step += 1
+
+
+def due(run, stop, start_step):
+    """What follows the step just taken: log, validate, save, stop (a signal, or trainer.stop_at_step)."""
+    step, t, last = run.state.step, run.trainer, run.state.step == run.total
+    stopping = stop.signal is not None or (t.stop_at_step is not None and start_step < t.stop_at_step <= step < run.total)
+    validate = step % t.eval_every == 0 or last
+    return SimpleNamespace(log=step % t.log_every == 0 or last, validate=validate, stop=stopping,
+                           save=validate or step % t.checkpoint_every == 0 or stopping)
+
+
+class Clock:
+    """Seconds spent training (evaluation and checkpoints are `paused()`) and the images trained in them."""
+
+    def __init__(self):
+        self.started = self.since = time.perf_counter()
+        self.seconds = self.images = 0.0
+        self.lap_seconds = self.lap_images = 0.0
+
+    def count(self, images):
+        self.images += images
+
+    @contextmanager
+    def paused(self):
+        self.seconds += time.perf_counter() - self.since
+        yield
+        self.since = time.perf_counter()
+
+    def training_seconds(self):
+        return self.seconds + time.perf_counter() - self.since
+
+    def lap(self):
+        """Images per second of training since the previous lap."""
+        seconds, images = self.training_seconds(), self.images
+        rate = (images - self.lap_images) / max(seconds - self.lap_seconds, 1e-9)
+        self.lap_seconds, self.lap_images = seconds, images
+        return rate
+
+    def summary(self):
+        seconds = self.training_seconds()
+        return {"wall_s": time.perf_counter() - self.started,
+                "images_per_s": self.images / seconds if self.images else 0.0}
+
+
+def log_training(run, images_per_s, bar):
+    loss, rec, kl, w = run.state.means.pop()
+    scalars = {"loss": loss, "elbo": rec - kl, "recon_nll": -rec, "kl": kl, "kl_weight": w, "images_per_s": images_per_s}
+    if run.recon_scale != 1.0:
+        scalars["effective_beta"] = w / run.recon_scale
+    if run.state.guard.skip:
+        scalars["skipped_steps"] = run.state.guard.skipped
+    run.runlog.scalars("train", scalars, run.state.step)
+    bar.set_postfix(elbo=f"{rec - kl:.1f}", recon=f"{-rec:.1f}", kl=f"{kl:.2f}", refresh=False)
+
+
+def validate(run):
+    """The val/ figures, pictures and collapse watch; best.pt when the validation ELBO is the best so far."""
+    cfg, s = run.cfg, run.state
+    figures = measure(s.model, run.data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed,
+                      iwae_k=cfg.eval.iwae_k, mi_images=cfg.eval.mi_images)
+    run.runlog.evaluation("val", figures, s.step, epoch=s.step / run.steps_per_epoch)
+    run.collapse_watch.update(figures, s.step)
+    log_pictures(run.runlog, s.model, run.data, "val", figures, s.step, run.dir / "figures", seed=cfg.seed, plots=False)
+    if math.isfinite(figures["elbo"]) and figures["elbo"] > s.best_elbo:
+        s.best_elbo = figures["elbo"]
+        save(run, "best.pt")
+    return figures
+
+
+def save(run, name):
+    run.runlog.flush()  # events logged up to this step are on disk before a checkpoint says they happened
+    checkpoint.save_atomic(run.state.state_dict(), run.dir / "checkpoints" / name)
+
+
 def train(cfg, run_dir):
     """Train the VAE that `cfg` describes, writing everything into `run_dir`; returns the summary."""
-    run_dir = Path(run_dir)
-    check_root(cfg)
-    resume_from = None
-    if cfg.resume is not None:
-        resume_from = checkpoint.load(Path(cfg.resume) / "checkpoints" / "last.pt")
-    elif (run_dir / "checkpoints").exists() or (run_dir / "summary.json").exists():
-        raise ConfigError(f"hydra.run.dir={run_dir}: holds another run already; choose a new directory or resume={run_dir}")
-    seed_everything(cfg.seed)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.device == "auto" else cfg.device)
-    data = build("dataset", cfg.dataset, device=device)
-    model = build_model(cfg, data).to(device)
-    optimizer = build_optimizer(cfg, model)
-    # Plain values, not the DictConfig: reading a key from it costs ~8 us and the loop reads six or seven per step
-    # (~50 us: 0.8% of the 784-512-20 MLP's step, 2% of a 784-16-2 one's).
-    t = SimpleNamespace(**OmegaConf.to_container(cfg.trainer, resolve=True))
-    steps_per_epoch = math.ceil(data.size("train") / t.batch_size)
-    total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
-    kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1))
-    recon_scale = 1.0 if cfg.loss.reduction == "sum" else 1.0 / data.num_pixels
-    generators = {name: torch.Generator(device=device).manual_seed(cfg.seed * 7919 + i)
-                  for i, name in enumerate(("noise", "binarize"))}
-    record = StepRecord(model, t.nonfinite)  # per-step loss terms and gradients, checked for NaN/Inf
-    step, best_elbo = 0, -math.inf
-    if resume_from is not None:
-        try:
-            model.load_state_dict(resume_from["model"])
-            optimizer.load_state_dict(resume_from["optimizer"])
-            checkpoint.set_rng_state(resume_from["rng"], generators)
-            record.load_state_dict(resume_from["record"])
-            step, best_elbo = int(resume_from["step"]), float(resume_from["best_elbo"])
-        except Exception as e:
-            raise ConfigError(f"resume={cfg.resume}: checkpoints/last.pt does not fit this run's model "
-                              f"({_first_line(e)})") from None
-        log.info("resuming %s at step %d of %d", cfg.resume, step, total)
-    runlog = RunLog(run_dir, purge_step=step + 1 if resume_from else None)
-    if cfg.loss.reduction == "mean":
-        warn_mean_reduction(kl_schedule.beta, data.num_pixels)
-
-    collapse_watch = CollapseWatch(cfg.eval.get("collapse_patience", 2))
-
-    def save(name):
-        runlog.flush()  # events logged up to this step are on disk before a checkpoint says they happened
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                 "best_elbo": best_elbo, "rng": checkpoint.rng_state(generators), "record": record.state_dict()}
-        checkpoint.save_atomic(state, run_dir / "checkpoints" / name)
-
-    def validate():
-        nonlocal best_elbo
-        figures = evaluate(model, data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed,
-                           iwae_k=cfg.eval.get("iwae_k", 0), mi_images=cfg.eval.get("mi_images", 1000))
-        runlog.evaluation("val", figures, step, epoch=step / steps_per_epoch)
-        collapse_watch.update(figures, step)
-        log_pictures(runlog, model, data, "val", figures, step, run_dir / "figures", seed=cfg.seed, plots=False)
-        if math.isfinite(figures["elbo"]) and figures["elbo"] > best_elbo:
-            best_elbo = figures["elbo"]
-            save("best.pt")
-        return figures
-
-    def finish(status, **figures):
-        bar.close()
-        summary = {"status": status, **figures, "steps": step, "run_dir": str(run_dir)}
-        runlog.summary(summary)
-        if status not in ("stopped", "interrupted"):  # one HParams session per run: when it has ended for good
-            runlog.hparams(cfg, status=status)
-        runlog.close()
-        return summary
-
-    model.train()
-    # Opt-in speed-ups, off by default; scripts/bench.py measures them against the fp32 eager step.
-    step_model = torch.compile(model) if t.compile else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
-    window_images, order, order_epoch = 0, None, -1
-    figures = runlog.evaluation_at(step) if resume_from and step >= total else None  # finished but for its summary
-    train_s = logged_train_s = 0.0  # seconds spent training (evaluation and checkpoints excluded)
-    start_step, wall_start = step, time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="train", unit="step", dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
-    tick = time.perf_counter()
-    with StopRequest() as stop:  # SIGINT/SIGTERM: finish the step, write last.pt, return "interrupted"
-        while step < total:
-            epoch, i = divmod(step, steps_per_epoch)
-            if epoch != order_epoch:
-                order, order_epoch = data.epoch_order("train", epoch, cfg.seed), epoch
-            x = data.batch("train", order[i * t.batch_size : (i + 1) * t.batch_size], generators["binarize"])
-            with autocast:
-                terms = step_model(x, generators["noise"])
-                loss = objective(terms, kl_schedule, step, recon_scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if record.add(step, loss, terms, kl_schedule.weight(step)):  # False: a bad step, trainer.nonfinite=skip
-                optimizer.step()
-            step += 1
-            window_images += len(x)
+    run = setup(cfg, Path(run_dir))
+    s, start_step, clock = run.state, run.state.step, Clock()
+    # A resumed run that had finished but for its summary reuses its last figures: nothing is logged twice.
+    figures = run.runlog.evaluation_at(s.step) if run.resumed and s.step >= run.total else None
+    status, problem = Status.COMPLETED, None
+    with StopRequest() as stop, progress_bar(run) as bar:  # SIGINT/SIGTERM: finish the step, save, stop
+        for x in batches(run):
+            train_step(run, x)
+            clock.count(len(x))
             bar.update(1)
-
-            stopping = stop.signal is not None or (t.stop_at_step is not None and start_step < t.stop_at_step <= step < total)
-            log_now = step % t.log_every == 0 or step == total
-            save_now = step % t.eval_every == 0 or step == total or step % t.checkpoint_every == 0 or stopping
-            if (log_now or save_now) and (problem := record.problem(step, saving=save_now)):  # before it is kept
-                return finish("diverged", error=diverged_message(problem, run_dir))
-            if log_now:
-                loss_v, rec, kl, w = record.means()
-                now = time.perf_counter()
-                train_s, tick = train_s + now - tick, now
-                scalars = {"loss": loss_v, "elbo": rec - kl, "recon_nll": -rec, "kl": kl, "kl_weight": w,
-                           "images_per_s": window_images / max(train_s - logged_train_s, 1e-9)}
-                if recon_scale != 1.0:
-                    scalars["effective_beta"] = w / recon_scale
-                if record.skip:
-                    scalars["skipped_steps"] = record.skipped
-                runlog.scalars("train", scalars, step)
-                bar.set_postfix(elbo=f"{rec - kl:.1f}", recon=f"{-rec:.1f}", kl=f"{kl:.2f}", refresh=False)
-                window_images, logged_train_s = 0, train_s
-            if save_now:
-                train_s += time.perf_counter() - tick
-                if step % t.eval_every == 0 or step == total:
-                    figures = validate()
-                    if problem := record.problem(step, figures):
-                        return finish("diverged", error=diverged_message(problem, run_dir))
-                save("last.pt")
-                tick = time.perf_counter()
-            if stopping:
-                why = stop.signal or "trainer.stop_at_step"
-                return finish("interrupted" if stop.signal else "stopped", signal=stop.signal,
-                              exit_code=stop.exit_code if stop.signal else 0,
-                              message=f"stopped at step {step} ({why}), {run_dir / 'checkpoints' / 'last.pt'} "
-                                      f"written; continue with: vae-train resume={run_dir}")
-    train_s += time.perf_counter() - tick
-
-    if figures is None:  # nothing trained in this invocation (e.g. epochs=0, or resuming a finished run)
-        figures = validate()
-        save("last.pt")
-    images = (step - start_step) * t.batch_size
-    return finish("completed", **{k: v for k, v in figures.items() if k != "kl_per_dim"},
-                  kl_per_dim=figures["kl_per_dim"], epochs=step / steps_per_epoch, skipped_steps=record.skipped,
-                  wall_s=time.perf_counter() - wall_start, images_per_s=images / train_s if train_s > 0 else 0.0)
+            now = due(run, stop, start_step)
+            # Non-finite values are looked for before anything computed after them is logged or kept.
+            if (now.log or now.save) and (problem := s.guard.problem(s.step, saving=now.save)):
+                status = Status.DIVERGED
+                break
+            if now.log:
+                log_training(run, clock.lap(), bar)
+            if now.validate:
+                with clock.paused():
+                    figures = validate(run)
+                if problem := s.guard.problem(s.step, figures):
+                    status = Status.DIVERGED
+                    break
+            if now.save:
+                with clock.paused():
+                    save(run, "last.pt")
+            if now.stop:
+                status = Status.INTERRUPTED if stop.signal else Status.STOPPED
+                break
+    if status == Status.COMPLETED and figures is None:  # nothing trained here (epochs=0, a finished run resumed)
+        figures = validate(run)
+        save(run, "last.pt")
+    return finish(run, status, figures, clock, problem, stop)
 
 
-def build_optimizer(cfg, model):
-    """The `optimizer` group is a partial of a torch.optim class: each value must have the type of that
-    argument's default (a finite number, a list of them, a bool), then torch checks the ranges."""
-    make = build("optimizer", cfg.optimizer)
-    defaults = inspect.signature(make.func).parameters
-    for key, value in make.keywords.items():
-        if key not in defaults:
-            raise ConfigError(f"optimizer.{key}: unknown key for {cfg.optimizer._target_}")
-        default = defaults[key].default
-        if isinstance(default, tuple):
-            if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != len(default):
-                raise ConfigError(f"optimizer.{key}={value}: must be a list of {len(default)} numbers")
-            for j, v in enumerate(value):
-                number(f"optimizer.{key}[{j}]", v, low=-FLOAT32_MAX, high=FLOAT32_MAX)
-        elif isinstance(default, bool):
-            choice(f"optimizer.{key}", value, (False, True))
-        elif default is None and "bool" in str(defaults[key].annotation):  # e.g. fused, foreach: None means auto
-            choice(f"optimizer.{key}", value, (None, False, True))
-        elif isinstance(default, (int, float)):
-            number(f"optimizer.{key}", value, low=-FLOAT32_MAX, high=FLOAT32_MAX)  # torch computes in float32
-    try:
-        return make(model.parameters())
-    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: e.g. fused=true with foreach=true
-        raise ConfigError(f"optimizer: {_first_line(e)} (config: {OmegaConf.to_container(cfg.optimizer)})") from None
+@contextmanager
+def progress_bar(run):
+    with tqdm(total=run.total, initial=run.state.step, desc="train", unit="step", dynamic_ncols=True,
+              mininterval=0.5, file=sys.stderr) as bar:
+        yield bar
+
+
+def finish(run, status, figures, clock, problem, stop):
+    """Write summary.json (and, once the run has ended for good, its HParams session); return the summary."""
+    step = run.state.step
+    if status == Status.DIVERGED:
+        extra = {"error": diverged_message(problem, run.dir)}
+    elif not status.final:
+        why = stop.signal or "trainer.stop_at_step"
+        extra = {"signal": stop.signal, "exit_code": stop.exit_code if stop.signal else 0,
+                 "message": f"stopped at step {step} ({why}), {run.dir / 'checkpoints' / 'last.pt'} written; "
+                            f"continue with: vae-train resume={run.dir}"}
+    else:
+        extra = {**{k: v for k, v in figures.items() if k != "kl_per_dim"}, "kl_per_dim": figures["kl_per_dim"],
+                 "epochs": step / run.steps_per_epoch, "skipped_steps": run.state.guard.skipped, **clock.summary()}
+    summary = {"status": status, **extra, "steps": step, "run_dir": str(run.dir)}
+    run.runlog.summary(summary)
+    if status.final:  # one HParams session per run
+        run.runlog.hparams(run.cfg, status=status)
+    run.runlog.close()
+    return summary
 
 
 def diverged_message(problem, run_dir):
@@ -287,12 +293,6 @@ def diverged_message(problem, run_dir):
     kept = (f"the last good checkpoint, {last} (step {checkpoint.load(last)['step']}), is kept" if last.is_file()
             else "no checkpoint had been written")
     return f"{problem}; {kept}. Lower optimizer.lr (or, for rare bad batches, set trainer.nonfinite=skip)"
-
-
-def _first_line(error, limit=240):
-    """The error's message on one line (torch's state-dict errors put the useful part on their second line)."""
-    text = " ".join(line.strip() for line in str(error).strip().splitlines()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def warn_mean_reduction(beta, pixels):
@@ -311,11 +311,8 @@ def report(summary):
     print(f"{summary['steps']} steps, {summary['images_per_s']:.0f} images/s, {summary['wall_s']:.1f} s")
 
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")  # configs/ at the repository root
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg):
+def hydra_main(cfg):
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN:  # a failed job is recorded in its summary.json; the sweep goes on
         summary = sweep.run_job(run, cfg, hc.runtime.output_dir)
@@ -323,14 +320,20 @@ def main(cfg):
         try:
             summary = run(cfg)
         except ConfigError as e:
-            raise SystemExit(f"vae-train: error: {e}")
-        if summary["status"] == "diverged":
+            raise SystemExit(f"vae-train: error: {e}") from None
+        if summary["status"] == Status.DIVERGED:
             raise SystemExit(f"vae-train: error: {summary['error']}")
-    if summary["status"] in ("stopped", "interrupted"):
+    if summary["status"] in (Status.STOPPED, Status.INTERRUPTED):
         print(f"vae-train: {summary['message']}", file=sys.stderr, flush=True)
         if summary["exit_code"]:  # 128 + the signal's number: ends a sweep too; stop_at_step lets it go on
             raise SystemExit(summary["exit_code"])
     return summary.get(cfg.objective)  # what a sweeper such as hydra/sweeper=optuna optimises
+
+
+def main():
+    """The vae-train command."""
+    register_resolvers()
+    hydra_main()
 
 
 def run(cfg):
@@ -340,7 +343,7 @@ def run(cfg):
     cfg, run_dir = runs.resume_target(cfg, Path(hc.runtime.output_dir), raw["overrides"]["task"],
                                       runs.search_roots(raw["run"]["dir"], raw["sweep"]["dir"]))
     summary = train(cfg, run_dir)
-    if summary["status"] == "completed":
+    if summary["status"] == Status.COMPLETED:
         report(summary)
     return summary
 
