@@ -8,16 +8,15 @@ Columns: the run, the overrides that differ between runs, status, the final vali
 import argparse
 import csv
 import io
-import json
 import math
 import os
 import re
 import sys
 from pathlib import Path
 
-import yaml
-
+from vae_lab import rundir
 from vae_lab.checks import ConfigError
+from vae_lab.rundir import Status
 
 VAL_FIGURES = ("elbo", "recon_nll", "kl", "active_units")  # the table's summary.json columns, as val/<name>
 SUMMARY_VAL = {*VAL_FIGURES, "bits_per_dim", "images"}  # summary.json keys that are validation figures
@@ -25,7 +24,6 @@ SUMMARY_VAL = {*VAL_FIGURES, "bits_per_dim", "images"}  # summary.json keys that
 EVAL_BOOKKEEPING = {"run", "checkpoint", "step", "split", "prior", "kl_estimate", "collapse_reason", "images",
                     "mi_images", "iwae_k", "evaluate_s", "wall_s"}
 NOT_RUNS = {".hydra", ".submitit", "checkpoints", "figures"}
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class Run:
@@ -33,21 +31,21 @@ class Run:
 
     def __init__(self, path):
         self.path = Path(os.path.abspath(path))
-        hydra_dir = self.path / ".hydra"
-        self.overrides = dict(_parse_override(o) for o in _yaml(hydra_dir / "overrides.yaml") or [] if "=" in o)
-        values = _flatten(_yaml(hydra_dir / "config.yaml") or {})
-        choices = ((_yaml(hydra_dir / "hydra.yaml") or {}).get("hydra", {}).get("runtime", {}).get("choices") or {})
+        self.overrides = dict(_parse_override(o) for o in rundir.read_yaml(self.path / rundir.OVERRIDES) or [] if "=" in o)
+        values = _flatten(rundir.read_yaml(self.path / rundir.CONFIG) or {})
+        hydra = rundir.read_yaml(self.path / rundir.HYDRA) or {}
+        choices = hydra.get("hydra", {}).get("runtime", {}).get("choices") or {}
         values.update({g: c for g, c in choices.items() if not g.startswith("hydra/") and isinstance(c, str)})
         values.update(self.overrides)
-        summary = _json(self.path / "summary.json")
+        summary = rundir.summary(self.path)
         if summary is None:
             summary = {"status": "no summary", "error": "no summary.json: still running, or killed"}
-        elif summary.get("status") != "completed" and "message" in summary:  # diverged, stopped: why, in one line
+        elif summary.get("status") != Status.COMPLETED and "message" in summary:  # diverged, stopped: why, in one line
             summary.setdefault("error", summary.pop("message"))
         for key, value in summary.items():
             if key != "run_dir" and _scalar(value):
                 values[f"val/{key}" if key in SUMMARY_VAL else key] = value
-        for key, value in _flatten(_json(self.path / "eval.json") or {}).items():
+        for key, value in _flatten(rundir.read_json(self.path / rundir.EVAL) or {}).items():
             values[f"eval/{key}"] = value
         values["run"] = str(self.path)
         self.values = values
@@ -61,7 +59,7 @@ def find_runs(paths):
             raise ConfigError(f"{path}: not a directory")
         found = []
         for root, dirs, _ in os.walk(path):
-            if os.path.isfile(os.path.join(root, ".hydra", "config.yaml")):
+            if rundir.is_run(root):
                 found.append(Path(root))
                 dirs.clear()
             else:
@@ -187,7 +185,7 @@ def plot(runs, out_dir):
     import matplotlib.pyplot as plt
 
     keys = differing(runs)
-    done = [r for r in runs if r.values.get("status") == "completed"
+    done = [r for r in runs if r.values.get("status") == Status.COMPLETED
             and all(_finite(r.values.get(f"val/{k}")) for k in ("kl", "recon_nll"))]
     written = []
     if done:
@@ -289,7 +287,7 @@ def main(argv=None):
     try:
         compare(args)
     except ConfigError as e:
-        raise SystemExit(f"vae-compare: error: {e}")
+        raise SystemExit(f"vae-compare: error: {e}") from None
 
 
 def compare(args):
@@ -303,7 +301,7 @@ def compare(args):
         runs = sort(runs, args.sort, args.desc)
     cols = columns(runs)
     root = os.path.commonpath([os.path.abspath(p) for p in args.paths])
-    if os.path.isfile(os.path.join(root, ".hydra", "config.yaml")):  # a run directory itself: name it too
+    if rundir.is_run(root):  # a run directory itself: name it too
         root = os.path.dirname(root)
     table = rows(runs, cols, Path(root))
     print(text_table(cols, table))
@@ -319,23 +317,6 @@ def compare(args):
         out.mkdir(parents=True, exist_ok=True)
         for path in plot(runs, out):
             print(f"wrote {path}")
-
-
-def _yaml(path):
-    try:
-        with open(path) as f:
-            return yaml.load(f, Loader=Loader)
-    except FileNotFoundError:
-        return None
-
-
-def _json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError as e:
-        return {"status": "unreadable", "error": f"{path.name}: {e}"}
 
 
 def _flatten(node, prefix=""):

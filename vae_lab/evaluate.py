@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 
 from vae_lab import checkpoint, rundir
 from vae_lab.build import build, build_model
@@ -39,10 +38,8 @@ def options(argv):
             opts = compose("evaluate", overrides=list(argv))
     except HydraException as e:  # a bad override or an unknown key: Hydra's message, first line
         raise ConfigError(f"{first_line(e)} (keys: {', '.join(_keys(OmegaConf.to_container(base)))})") from None
-    try:
-        opts.run
-    except MissingMandatoryValue:
-        raise ConfigError("run: required; give the run directory, e.g. vae-eval run=outputs/runs/<date>/<time>") from None
+    if OmegaConf.is_missing(opts, "run"):
+        raise ConfigError("run: required; give the run directory, e.g. vae-eval run=outputs/runs/<date>/<time>")
     for key, node in base.items_ex(resolve=False):
         if OmegaConf.is_dict(node) and not OmegaConf.is_dict(opts[key]):
             raise ConfigError(f"{key}={opts[key]}: {key} holds keys; set them one by one, e.g. {key}.{next(iter(node))}=...")

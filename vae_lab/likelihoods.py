@@ -58,9 +58,9 @@ class Bernoulli(Likelihood):
 class BernoulliLogProb(torch.autograd.Function):
     """log Bernoulli(x; logits l) per pixel = x l - softplus(l), softplus(l) = max(l, 0) + log1p(exp(-|l|)).
 
-    A CPU fast path: torch's CPU log1p is not vectorised (434 vs 61 us for log on 128 x 784 floats), which made
-    binary_cross_entropy_with_logits 515 us, ~9% of the 784-512-20 MLP step; this forward takes 192 us at the
-    same accuracy. log1p(e) = log(u) - ((u - 1) - e) / u with u = 1 + e: (u - 1) - e is exactly the rounding
+    A CPU fast path: torch's CPU log1p is not vectorised while log is, so binary_cross_entropy_with_logits spends
+    most of its time in log1p (scripts/bench.py: log1p_vs_log, bernoulli_log_prob). Here log1p comes from log at
+    the same accuracy: log1p(e) = log(u) - ((u - 1) - e) / u with u = 1 + e: (u - 1) - e is exactly the rounding
     error of 1 + e (e <= 1), and dividing it by u is the first-order term of what log(u) lost by it.
     """
 

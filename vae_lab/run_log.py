@@ -60,7 +60,10 @@ class RunLog:
             fig.savefig(png)
 
     def image_grid(self, tag, images, step, nrow=8, png=None):
-        from torchvision.utils import make_grid, save_image  # imported here: torchvision adds ~1.5 s to start-up
+        from torchvision.utils import (  # imported here: torchvision slows start-up (bench.py: startup)
+            make_grid,
+            save_image,
+        )
 
         images = images.detach().float().nan_to_num(0.5).clamp(0, 1).cpu()  # a diverged model's NaN shows grey
         grid = make_grid(images, nrow=nrow, pad_value=0.5)

@@ -34,6 +34,8 @@ class Status(str, enum.Enum):
 
 
 CONFIG = Path(".hydra") / "config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"  # the command line's overrides, as typed
+HYDRA = Path(".hydra") / "hydra.yaml"  # Hydra's own config: runtime.choices names the option of each group
 SUMMARY, EVAL = "summary.json", "eval.json"
 
 
@@ -52,6 +54,19 @@ def config(run_dir, key="run"):
         return OmegaConf.load(path)
     except Exception as e:  # noqa: BLE001 - any damage to the file is the same one-line error
         raise ConfigError(f"{path}: not a readable config ({first_line(e)})") from None
+
+
+def read_yaml(path):
+    """A YAML file as plain data (None if it does not exist): libyaml's safe loader when there is one, as vae-compare
+    reads hundreds of runs."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        with open(path) as f:
+            return yaml.load(f, Loader=loader)  # noqa: S506 - a safe loader, C or Python
+    except FileNotFoundError:
+        return None
 
 
 def read_json(path):

@@ -21,7 +21,7 @@ def job_subdir(name, seed):
     """
     name = str(name).replace("/", "%2F")
     if len(name.encode()) > MAX_NAME:
-        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:10]
         name = name.encode()[: MAX_NAME - 12].decode(errors="ignore") + "-" + digest
     return f"{name}/seed={seed}" if name else f"seed={seed}"
 

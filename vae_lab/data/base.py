@@ -7,9 +7,8 @@ SPLITS = ("train", "val", "test")
 
 
 class ImageData:
-    """Images (C, H, W) with values in `value_range`, batched by index; no per-item Dataset/DataLoader.
-
-    A DataLoader of per-item tensors runs at about 0.55x the speed of indexing one resident tensor (CPU, batch 128).
+    """Images (C, H, W) with values in `value_range`, batched by index; no per-item Dataset/DataLoader: collating
+    a batch from single items costs more than indexing one resident tensor (scripts/bench.py: ratio_vs_dataloader).
     """
 
     shape: tuple
