@@ -12,8 +12,6 @@ import math
 
 import torch
 
-from vae_lab.checks import choice
-
 
 class TrainingMeans:
     """Sums of (recon_ll, kl, loss) and of the KL weight over the checked steps since the last `pop()`."""
@@ -50,8 +48,8 @@ class TrainingMeans:
 class NonFiniteGuard:
     TERMS = ("reconstruction term log p(x|z)", "KL term", "loss")  # then one gradient per parameter
 
-    def __init__(self, model, mode, means, rows=1024):
-        self.skip = choice("trainer.nonfinite", mode, ("stop", "skip")) == "skip"
+    def __init__(self, model, skip, means, rows=1024):
+        self.skip = skip  # trainer.nonfinite=skip (checked with the config)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
         self.names = [*self.TERMS, *(f"gradient of {n}" for n, _ in named)]

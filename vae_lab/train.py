@@ -103,7 +103,7 @@ def setup(cfg, run_dir):
     state = State(model, build_optimizer(cfg, model),
                   {name: torch.Generator(device=device).manual_seed(cfg.seed * 7919 + i)
                    for i, name in enumerate(("noise", "binarize"))},
-                  means, NonFiniteGuard(model, t.nonfinite, means))
+                  means, NonFiniteGuard(model, t.nonfinite == "skip", means))
     if saved is not None:
         try:
             state.load_state_dict(saved)
