@@ -4,15 +4,14 @@ import math
 
 import pytest
 import torch
+from conftest import TINY, compose_config
 from torch import nn
 
-from conftest import TINY, compose_config
-from vae_lab.build import build
-from vae_lab.diagnostics import CollapseWatch, collapse, mutual_information
+from vae_lab.build import build, build_model
+from vae_lab.diagnostics import CollapseWatch, collapse
 from vae_lab.metrics import active_units, measure
 from vae_lab.mig import discrete_mi, entropy, mig
 from vae_lab.model import VAE
-from vae_lab.build import build_model
 
 SIZES = (3, 6, 10)  # factor classes; at most the 20 histogram bins, so an exact code keeps all the information
 
@@ -59,14 +58,6 @@ def test_active_units_counts_dimensions_whose_mean_varies():
     assert active_units(means) == 1
 
 
-def test_mutual_information():
-    g = torch.Generator().manual_seed(0)
-    same = mutual_information(torch.zeros(300, 3), torch.zeros(300, 3), g)
-    assert same == pytest.approx(0.0, abs=1e-9)  # every posterior the same: z says nothing about x
-    sharp = mutual_information(torch.randn(300, 3, generator=g) * 3, torch.full((300, 3), -8.0), g)
-    assert sharp == pytest.approx(math.log(300), abs=0.01)  # codes that identify each image: log N, the ceiling
-
-
 class ConstantEncoder(nn.Module):
     """q(z|x) = N(0, I) whatever x is: the collapsed posterior."""
 
@@ -86,7 +77,8 @@ def test_constant_posterior_is_collapsed():
     model = VAE(ConstantEncoder(cfg.latent_dim), model.decoder, model.likelihood, model.prior)
     figures = measure(model, data, "val", 64, 32, iwae_k=3)
     assert figures["active_units"] == 0 and figures["kl"] == pytest.approx(0.0, abs=1e-6)
-    assert figures["mutual_information"] == pytest.approx(0.0, abs=1e-9)
+    assert figures["index_code_mi"] == pytest.approx(0.0, abs=1e-9)
+    assert figures["total_correlation"] == pytest.approx(0.0, abs=1e-9)
     assert figures["collapse"] == "collapsed" and figures["collapse_reason"].startswith("0 of 4 latent dimensions active")
     assert figures["mig"] == 0.0
 
@@ -106,4 +98,4 @@ def test_collapse_warning_is_logged_once_after_patience(caplog):
             watch.update(figures, step)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "at step 3" in warnings[0]
-    assert "loss.reduction=sum" in warnings[0] and "kl=free_bits" in warnings[0]
+    assert "loss.reduction=sum" in warnings[0] and "penalty=free_bits" in warnings[0]

@@ -2,34 +2,25 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+import yaml
+from conftest import EVAL_FIGURES, TINY, TINY_EVAL, trained_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, compose_config
 from vae_lab import evaluate
-from vae_lab.train import train
+from vae_lab.config import CONFIG_DIR
 
 KEYS = ("elbo", "recon_nll", "kl", "bits_per_dim", "iwae_nll", "iwae_k", "active_units", "kl_per_dim",
-        "kl_per_dim_sorted", "mutual_information", "mig", "mig_per_factor", "collapse", "collapse_reason",
+        "kl_per_dim_sorted", "index_code_mi", "total_correlation", "dimwise_kl", "decomposition_images", "mig", "mig_per_factor", "collapse", "collapse_reason",
         "images", "step", "checkpoint", "wall_s")
-FAST = ["iwae.k=4", "max_images=48"]
-
-
-def trained(overrides, run):
-    """A run directory as vae-train leaves it, .hydra/config.yaml included."""
-    cfg = compose_config(overrides)
-    (run / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run / ".hydra" / "config.yaml")
-    train(cfg, run)
-    return run
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    return trained(TINY, tmp_path_factory.mktemp("run"))
+    return trained_run(tmp_path_factory.mktemp("run") / "run", TINY).dir
 
 
 def _snapshot(path):
@@ -37,9 +28,9 @@ def _snapshot(path):
 
 
 def test_writes_eval_json_figures_and_tensorboard(run_dir, capsys):
-    evaluate.main([f"run={run_dir}", *FAST])
+    evaluate.main([f"run={run_dir}", *TINY_EVAL])
     out = capsys.readouterr().out
-    assert "collapse" in out and "iwae_nll (k=4)" in out and "mig" in out
+    assert "collapse" in out and "iwae_nll (k=4, 48 images)" in out and "mig" in out
     result = json.loads((run_dir / "eval.json").read_text())
     for key in KEYS:
         assert key in result, key
@@ -48,15 +39,14 @@ def test_writes_eval_json_figures_and_tensorboard(run_dir, capsys):
     assert result["collapse"] in ("ok", "partial", "collapsed")
     assert set(result["mig_per_factor"]) == {"shape", "scale", "orientation", "pos_x", "pos_y"}
     assert [j for j, _ in result["kl_per_dim_sorted"]] == sorted(range(4), key=lambda j: -result["kl_per_dim"][j])
-    names = {"reconstructions", "prior_samples", "traversals", "kl_per_dim"}
-    assert {f"figures/test_{n}.png" for n in names} == set(result["figures"])
+    assert {f"figures/test_{n}.png" for n in EVAL_FIGURES} == set(result["figures"])
     for f in result["figures"]:
         assert (run_dir / f).stat().st_size > 1000, f
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
-    for tag in ("test/elbo", "test/iwae_nll", "test/mutual_information", "test/mig", "test/active_units"):
+    for tag in ("test/elbo", "test/iwae_nll", "test/index_code_mi", "test/total_correlation", "test/mig", "test/active_units"):
         assert tag in acc.Tags()["scalars"], tag
-    assert {f"test/{n}" for n in names} <= set(acc.Tags()["images"])
+    assert {f"test/{n}" for n in EVAL_FIGURES} <= set(acc.Tags()["images"])
     assert not (run_dir / "eval.json.tmp").exists()
 
 
@@ -67,20 +57,37 @@ def test_best_checkpoint_and_no_iwae(run_dir, capsys):
 
 
 def test_two_latent_dimensions_draw_the_manifold_and_scatter(tmp_path, capsys):
-    trained([*TINY, "latent_dim=2"], tmp_path)
-    evaluate.main([f"run={tmp_path}", *FAST])
-    figures = json.loads((tmp_path / "eval.json").read_text())["figures"]
+    run = trained_run(tmp_path / "run", [*TINY, "latent_dim=2"]).dir
+    evaluate.main([f"run={run}", *TINY_EVAL])
+    figures = json.loads((run / "eval.json").read_text())["figures"]
+    assert set(figures) == {f"figures/test_{n}.png" for n in (*EVAL_FIGURES, "manifold", "latent_scatter")}
     for name in ("manifold", "latent_scatter"):
-        assert f"figures/test_{name}.png" in figures and (tmp_path / "figures" / f"test_{name}.png").stat().st_size > 1000
-    assert (tmp_path / "figures" / "manifold.png").is_file()  # training draws it too
+        assert (run / "figures" / f"test_{name}.png").stat().st_size > 1000
+    assert (run / "figures" / "manifold.png").is_file()  # training draws it too
 
 
 @pytest.mark.parametrize("command", [("vae-eval",), (sys.executable, "-m", "vae_lab.evaluate")])
-def test_command(command, run_dir):
-    out = subprocess.run([*command, f"run={run_dir}", *FAST, "pictures=false"], capture_output=True, text=True,
-                         timeout=300)
+def test_command_from_another_directory_writes_only_into_the_run(command, run_dir, tmp_path):
+    """Run from a directory that is not the repository: eval.json goes into the run, nothing into the cwd (vae-eval
+    composes its options with Hydra but is no Hydra app: no outputs/, no .log file)."""
+    (run_dir / "eval.json").unlink(missing_ok=True)
+    out = subprocess.run([*command, f"run={run_dir}", *TINY_EVAL, "pictures=false"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "collapse" in out.stdout and (run_dir / "eval.json").is_file()
+    assert "collapse" in out.stdout and json.loads((run_dir / "eval.json").read_text())["images"] == 48
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_the_options_of_evaluate_yaml(tmp_path):
+    out = subprocess.run(["vae-eval", "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    options = yaml.safe_load((Path(CONFIG_DIR) / "evaluate.yaml").read_text())
+    keys = [*options, *(f"{k}.{sub}" for k, v in options.items() if isinstance(v, dict) for sub in v)]
+    assert len(keys) > 10
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    for key in keys:  # each option as the YAML writes it, `key: default`, nested ones under their parent
+        assert any(line.startswith(f"{key.split('.')[-1]}:") for line in lines), key
+    assert list(tmp_path.iterdir()) == []
 
 
 def _copy_run(run_dir, tmp_path):
@@ -120,7 +127,7 @@ def test_bad_checkpoint_exits_with_one_line_and_writes_nothing(breaker, message,
     breaker(run)
     before = _snapshot(run)
     with pytest.raises(SystemExit) as e:
-        evaluate.main([f"run={run}", *FAST])
+        evaluate.main([f"run={run}", *TINY_EVAL])
     text = str(e.value)
     assert text.startswith("vae-eval: error: ") and message in text and "\n" not in text, text
     assert _snapshot(run) == before

@@ -7,7 +7,8 @@ from torch import distributions as D
 
 from vae_lab import kl_schedules as S
 from vae_lab.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Laplace
-from vae_lab.model import VAE, objective
+from vae_lab import penalties as P
+from vae_lab.model import VAE, Terms, objective
 from vae_lab.priors import Prior, StandardNormal
 
 SHAPE = (1, 5, 7)
@@ -107,10 +108,11 @@ def test_elbo_is_recon_minus_kl_and_objective_weights_only_the_kl():
     terms = vae(x, torch.Generator().manual_seed(0))
     torch.testing.assert_close(terms.elbo, terms.recon_ll - terms.kl.sum(1))
     for beta in (0.0, 1.0, 4.0):
-        loss = objective(terms, S.Constant(beta=beta), step=0)
+        loss, parts = objective(terms, P.KL(), S.Constant(beta=beta).weight(0), step=0)
         torch.testing.assert_close(loss, -(terms.recon_ll - beta * terms.kl.sum(1)).mean())
+        torch.testing.assert_close(parts["kl_penalty"], beta * terms.kl.sum(1).mean())
     # reduction=mean: log p(x|z) divided by the pixel count
-    loss = objective(terms, S.Constant(beta=1.0), step=0, recon_scale=1 / 35)
+    loss, _ = objective(terms, P.KL(), 1.0, step=0, recon_scale=1 / 35)
     torch.testing.assert_close(loss, (-terms.recon_ll / 35 + terms.kl.sum(1)).mean())
 
 
@@ -129,25 +131,52 @@ def test_cyclical_schedule_at_cycle_boundaries():
     assert S.Cyclical(beta=3.0, n_cycles=1, ratio=1.0, total_steps=10).weight(5) == pytest.approx(1.5)
 
 
-def test_capacity_schedule():
-    cap = S.Capacity(beta=100.0, c_max=20.0, ramp_steps=1000)
+def _terms(kl, mean=None, log_var=None):
+    b = kl.shape[0]
+    return Terms(torch.zeros(b), kl, mean, log_var, None, None)
+
+
+def test_capacity_penalty():
+    cap = P.Capacity(gamma=100.0, c_max=20.0, ramp_steps=1000)
     assert [cap.capacity(s) for s in (0, 500, 1000, 5000)] == [0.0, 10.0, 20.0, 20.0]
-    kl = torch.tensor([[3.0, 4.0], [5.0, 6.0]])  # mean total KL 9
-    assert cap.penalty(kl, 500).item() == pytest.approx(100.0 * abs(9 - 10))
-    assert cap.penalty(kl, 0).item() == pytest.approx(900.0)
-    assert cap.weight(123) == 100.0
+    kl = _terms(torch.tensor([[3.0, 4.0], [5.0, 6.0]]))  # mean total KL 9
+    assert cap(kl, 1.0, 500)[0].item() == pytest.approx(100.0 * abs(9 - 10))
+    assert cap(kl, 1.0, 0)[0].item() == pytest.approx(900.0)
+    # the schedule's weight multiplies gamma: a linear warm-up of capacity, or a kl.beta sweep over it
+    assert cap(kl, 0.5, 0)[0].item() == pytest.approx(450.0)
+    assert cap(kl, 1.0, 500)[1]["capacity"].item() == pytest.approx(10.0)
 
 
 def test_free_bits_clamps_each_dimension_batch_mean():
-    fb = S.FreeBits(beta=2.0, free_nats=1.0)
+    fb = P.FreeBits(free_nats=1.0)
     kl = torch.tensor([[0.2, 3.0, 1.0], [0.4, 1.0, 2.0]], requires_grad=True)  # batch means 0.3, 2.0, 1.5
-    penalty = fb.penalty(kl, 0)
+    penalty, _ = fb(_terms(kl), 2.0, 0)
     assert penalty.item() == pytest.approx(2.0 * (1.0 + 2.0 + 1.5))
     penalty.backward()
     assert kl.grad[:, 0].abs().sum() == 0  # below lambda: no gradient
 
 
-@pytest.mark.parametrize("cls", [S.Constant, S.Linear, S.Capacity, S.FreeBits])
+def test_dip_penalties_against_their_covariance():
+    g = torch.Generator().manual_seed(0)
+    mean = torch.randn(500, 3, generator=g) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.3]])
+    log_var = torch.full((500, 3), -1.0)
+    kl = torch.zeros(500, 3)
+    cov = torch.cov(mean.T)
+    od = (cov.pow(2).sum() - cov.diagonal().pow(2).sum()).item()
+    _, one = P.DIP("i", lambda_od=2.0, lambda_d=3.0)(_terms(kl, mean, log_var), 1.0, 0)
+    assert one["dip_off_diagonal"].item() == pytest.approx(2.0 * od, rel=1e-5)
+    assert one["dip_diagonal"].item() == pytest.approx(3.0 * (cov.diagonal() - 1).pow(2).sum().item(), rel=1e-5)
+    _, two = P.DIP("ii", lambda_od=2.0, lambda_d=3.0)(_terms(kl, mean, log_var), 1.0, 0)
+    cov2 = cov + torch.diag(torch.full((3,), math.exp(-1.0)))  # + E[diag sigma^2]
+    assert two["dip_off_diagonal"].item() == pytest.approx(2.0 * od, rel=1e-5)  # off-diagonal unchanged
+    assert two["dip_diagonal"].item() == pytest.approx(3.0 * (cov2.diagonal() - 1).pow(2).sum().item(), rel=1e-5)
+    # a code with the prior's covariance pays nothing
+    white = torch.randn(20000, 3, generator=g)
+    _, w = P.DIP("i", lambda_od=1.0, lambda_d=1.0)(_terms(torch.zeros(20000, 3), white, log_var[:1].expand(20000, 3)), 1.0, 0)
+    assert w["dip_off_diagonal"].item() < 0.01 and w["dip_diagonal"].item() < 0.01
+
+
+@pytest.mark.parametrize("cls", [S.Constant, S.Linear])
 def test_every_schedule_has_beta_as_its_maximum(cls):
     s = cls(beta=3.0)
     assert s.beta == 3.0

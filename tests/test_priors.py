@@ -4,16 +4,14 @@ import json
 
 import pytest
 import torch
+from conftest import EVAL_FIGURES, TINY, TINY_EVAL, compose_config, options, trained_run
 from torch import distributions as D
 
-from conftest import TINY, compose_config, options
-from test_evaluate import FAST, trained
 from vae_lab import evaluate
-from vae_lab.build import build
+from vae_lab.build import build, build_model
 from vae_lab.encoders import MLPEncoder
 from vae_lab.model import VAE, objective
 from vae_lab.priors import MixtureOfGaussians, VampPrior
-from vae_lab.build import build_model
 
 SHAPE = (1, 6, 6)
 
@@ -76,7 +74,8 @@ def test_every_prior_with_every_kl_schedule(prior, kl):
     data = build("dataset", cfg.dataset)
     model = build_model(cfg, data)
     terms = model(data.batch("train", torch.arange(8)))
-    loss = objective(terms, build("kl", cfg.kl, total_steps=10), step=3)
+    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train"))
+    loss, _ = objective(terms, penalty, build("kl", cfg.kl, total_steps=10).weight(3), step=3)
     loss.backward()
     assert torch.isfinite(loss)
     assert terms.kl.shape == ((8, cfg.latent_dim) if model.prior.analytic_kl else (8, 1))
@@ -84,11 +83,12 @@ def test_every_prior_with_every_kl_schedule(prior, kl):
 
 @pytest.mark.parametrize("prior", options("prior"))
 def test_every_prior_trains_and_evaluates(prior, tmp_path, capsys):
-    run = trained([*TINY, f"prior={prior}", "prior.components=4"] if prior != "normal" else TINY, tmp_path)
-    evaluate.main([f"run={run}", *FAST])
-    result = json.loads((run / "eval.json").read_text())
+    run = trained_run(tmp_path / "run", [*TINY, f"prior={prior}", *(["prior.components=4"] if prior != "normal" else [])])
+    evaluate.main([f"run={run.dir}", *TINY_EVAL])
+    result = json.loads((run.dir / "eval.json").read_text())
     assert result["iwae_nll"] <= -result["elbo"]
     assert result["kl_estimate"] == ("analytic" if prior == "normal" else "single-sample Monte-Carlo")
+    assert set(result["figures"]) == {f"figures/test_{n}.png" for n in EVAL_FIGURES}
     for f in result["figures"]:
-        assert (run / f).stat().st_size > 1000, f
+        assert (run.dir / f).stat().st_size > 1000, f
     assert "Monte-Carlo" in capsys.readouterr().out or prior == "normal"

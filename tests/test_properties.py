@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import compose_config, options, trained_run, write_idx, write_idx_dir
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from conftest import compose_config, options, write_idx
 from vae_lab import runs
 from vae_lab.checks import ConfigError
 from vae_lab.train import train
@@ -59,8 +58,10 @@ GOOD = [
     ("kl.beta", st.floats(0, 10).map(lambda v: round(v, 3)), None),
     ("kl.start", st.floats(0, 1), "kl=linear"), ("kl.warmup_steps", st.integers(1, 100), "kl=linear"),
     ("kl.n_cycles", st.integers(1, 5), "kl=cyclical"), ("kl.ratio", st.floats(0.01, 1), "kl=cyclical"),
-    ("kl.c_max", st.floats(0, 50), "kl=capacity"), ("kl.ramp_steps", st.integers(1, 100), "kl=capacity"),
-    ("kl.free_nats", st.floats(0, 2), "kl=free_bits"),
+    ("penalty.c_max", st.floats(0, 50), "penalty=capacity"),
+    ("penalty.ramp_steps", st.integers(1, 100), "penalty=capacity"),
+    ("penalty.free_nats", st.floats(0, 2), "penalty=free_bits"),
+    ("penalty.alpha", st.floats(0, 2), "penalty=tcvae"), ("penalty.lambda_od", st.floats(0, 20), "penalty=dip_i"),
     ("likelihood.sigma", st.floats(0.05, 2), "likelihood=gaussian"),
     ("likelihood.learn_sigma", st.sampled_from(["none", "scalar", "pixel"]), "likelihood=laplace"),
     ("optimizer.lr", st.floats(1e-5, 1e-2), None), ("optimizer.betas", st.tuples(unit, unit).map(list), None),
@@ -72,7 +73,9 @@ ROOT_KEYS = ["latent_dim", "seed", "device", "trainer.epochs", "trainer.max_step
              "trainer.log_every", "trainer.eval_every", "trainer.checkpoint_every", "trainer.stop_at_step",
              "trainer.precision", "trainer.nonfinite", "eval.max_images", "eval.batch_size", "loss.reduction"]
 OPTION_KEYS = {"kl=linear": ["kl.start", "kl.warmup_steps"], "kl=cyclical": ["kl.n_cycles", "kl.ratio"],
-               "kl=capacity": ["kl.c_max", "kl.ramp_steps"], "kl=free_bits": ["kl.free_nats"],
+               "penalty=capacity": ["penalty.gamma", "penalty.c_max", "penalty.ramp_steps"],
+               "penalty=free_bits": ["penalty.free_nats"], "penalty=tcvae": ["penalty.alpha", "penalty.gamma"],
+               "penalty=dip_i": ["penalty.lambda_od", "penalty.lambda_d"],
                "likelihood=gaussian": ["likelihood.sigma", "likelihood.learn_sigma"],
                "likelihood=laplace": ["likelihood.sigma", "likelihood.learn_sigma"], "encoder=conv": ["encoder.fc"],
                "dataset=sprites": ["dataset.train_size", "dataset.val_size", "dataset.test_size"],
@@ -137,17 +140,6 @@ def _hydra(value):
     if isinstance(value, list):
         return "[" + ",".join(map(str, value)) + "]"
     return "null" if value is None else str(value)
-
-
-def tiny_idx(root, n_train=48, n_test=16):
-    rng = np.random.default_rng(1)
-    for name in ("MNIST", "FashionMNIST"):
-        raw = root / name / "raw"
-        raw.mkdir(parents=True)
-        for prefix, n in (("train", n_train), ("t10k", n_test)):
-            write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-            write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
-    return root
 
 
 def damage_data(raw, fault, which, u):
@@ -217,12 +209,9 @@ def damage_run(run_dir, fault, u, other_model):
 
 def finished_run(root, name, overrides):
     """A stopped run with .hydra/config.yaml, as vae-train leaves it."""
-    cfg = compose_config([*BASE, *DATA["sprites"], "trainer.max_steps=2", "trainer.stop_at_step=1", *overrides])
-    run_dir = root / name
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    assert train(cfg, run_dir)["status"] == "stopped"
-    return run_dir
+    run = trained_run(root / name, [*BASE, *DATA["sprites"], "trainer.max_steps=2", "trainer.stop_at_step=1", *overrides])
+    assert run.summary["status"] == "stopped"
+    return run.dir
 
 
 def snapshot(root):
@@ -297,7 +286,7 @@ def fixtures(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention on a shared 2-core box
     root = tmp_path_factory.mktemp("others")
-    yield {"root": root, "data": tiny_idx(tmp_path_factory.mktemp("idx")),
+    yield {"root": root, "data": write_idx_dir(tmp_path_factory.mktemp("idx"), 48, 16, seed=1),
            "stopped": finished_run(root, "stopped", []),
            "other_model": finished_run(root, "other", ["encoder.hidden=[24]", "latent_dim=5"])}
     torch.set_num_threads(threads)

@@ -22,7 +22,8 @@ VAL_FIGURES = ("elbo", "recon_nll", "kl", "active_units")  # the table's summary
 SUMMARY_VAL = {*VAL_FIGURES, "bits_per_dim", "images"}  # summary.json keys that are validation figures
 # eval.json keys (written by vae-eval) that say how it was evaluated rather than what was found: not table columns
 EVAL_BOOKKEEPING = {"run", "checkpoint", "step", "split", "prior", "kl_estimate", "collapse_reason", "images",
-                    "mi_images", "iwae_k", "evaluate_s", "wall_s"}
+                    "decomposition_images", "decomposition_note", "iwae_k", "iwae_images", "iwae_elbo",
+                    "evaluate_s", "wall_s"}
 NOT_RUNS = {".hydra", ".submitit", "checkpoints", "figures"}
 
 

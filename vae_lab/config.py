@@ -59,8 +59,8 @@ def check_root(cfg):
         positive_int("eval.max_images", cfg.eval.max_images)
     positive_int("eval.batch_size", cfg.eval.batch_size)
     number("eval.iwae_k", cfg.eval.iwae_k, low=0, integer=True)
-    if cfg.eval.mi_images is not None:
-        positive_int("eval.mi_images", cfg.eval.mi_images)
+    if cfg.eval.decomposition_images is not None:
+        positive_int("eval.decomposition_images", cfg.eval.decomposition_images)
     positive_int("eval.collapse_patience", cfg.eval.collapse_patience)
 
 

@@ -1,42 +1,9 @@
-"""Is the code used? Mutual information I(x; z), the collapse verdict, and the warning training logs once."""
+"""Is the code used? The collapse verdict, the dimensions that carry information, and the warning training logs once."""
 import logging
-import math
-
-import torch
-
-from vae_lab.priors import normal_log_prob
 
 log = logging.getLogger("vae_lab")
 
 COLLAPSED_KL = 0.1  # nats per image: below this the code carries (almost) no information about x, whatever the units
-
-
-@torch.no_grad()
-def mutual_information(mean, log_var, generator=None, chunk=1024):
-    """I(x; z) under the aggregate posterior q(z) = 1/N sum_n q(z|x_n) of the N images given, in nats.
-
-    Hoffman & Johnson 2016's decomposition, estimated as in He et al. 2019 (`calc_mi`):
-    I = E_x E_q(z|x)[log q(z|x) - log q(z)], one z per image, log q(z) by log-sum-exp over all N posteriors.
-    He et al. use the analytic entropy for the first term; evaluating it at the same z as the second has the
-    same expectation and far less variance (exactly 0 when every posterior is the same). At most log N.
-    mean, log_var: (N, D).
-    """
-    mean, log_var = mean.double(), log_var.double()
-    n, d = mean.shape
-    if n < 2:
-        return 0.0
-    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-    z = mean + (0.5 * log_var).exp() * eps  # (N, D), z_i ~ q(z|x_i)
-    log_q_own = normal_log_prob(z, mean, log_var).sum(1)  # (N,) log q(z_i|x_i)
-    precision = (-log_var).exp()  # (N, D)
-    # sum_d (z_id - m_nd)^2 / s_nd^2 expanded into matrix products: (N_z, N) without an (N_z, N, D) tensor
-    const = -0.5 * (d * math.log(2 * math.pi) + log_var.sum(1) + (mean**2 * precision).sum(1))  # (N,)
-    log_qz = []
-    for start in range(0, n, chunk):
-        zc = z[start : start + chunk]
-        quad = zc**2 @ precision.T - 2 * zc @ (mean * precision).T  # (chunk, N)
-        log_qz.append(torch.logsumexp(const - 0.5 * quad, dim=1) - math.log(n))
-    return float((log_q_own - torch.cat(log_qz)).mean())
 
 
 def collapse(active, latent_dim, kl):
@@ -73,5 +40,5 @@ class CollapseWatch:
             self.warned = True
             log.warning("posterior collapse at step %d, %d evaluations in a row (%s): the decoder ignores z. Try "
                         "loss.reduction=sum (mean multiplies the KL weight by the pixel count), a lower kl.beta, "
-                        "a KL warm-up (kl=linear) or free bits (kl=free_bits).", step, self.streak,
+                        "a KL warm-up (kl=linear) or free bits (penalty=free_bits).", step, self.streak,
                         figures["collapse_reason"])

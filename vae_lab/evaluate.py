@@ -5,6 +5,7 @@
 Writes <run>/eval.json, TensorBoard scalars and images under test/, and PNGs <run>/figures/test_*.png.
 """
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -51,9 +52,12 @@ def options(argv):
     if opts.seed is not None:
         number("seed", opts.seed, low=0, integer=True)
     number("iwae.k", opts.iwae.k, low=0, integer=True)
-    positive_int("iwae.chunk", opts.iwae.chunk)
-    if opts.mi_images is not None:
-        positive_int("mi_images", opts.mi_images)
+    if opts.iwae.images is not None:
+        positive_int("iwae.images", opts.iwae.images)
+    if opts.iwae.chunk != "auto":
+        positive_int("iwae.chunk", opts.iwae.chunk)
+    if opts.decomposition_images is not None:
+        positive_int("decomposition_images", opts.decomposition_images)
     choice("pictures", opts.pictures, (True, False))
     return opts
 
@@ -89,7 +93,8 @@ def run(opts):
     seed = cfg.seed if opts.seed is None else opts.seed
     step = int(state.get("step", 0))
     figures = measure(model, data, "test", opts.max_images, opts.batch_size, seed=seed,
-                       iwae_k=opts.iwae.k, iwae_chunk=opts.iwae.chunk, mi_images=opts.mi_images)
+                       iwae_k=opts.iwae.k, iwae_images=opts.iwae.images, iwae_chunk=opts.iwae.chunk,
+                       decomposition_images=opts.decomposition_images, progress=True)
     evaluate_s = time.perf_counter() - start
     runlog = RunLog(run_dir)
     runlog.figures("test", figures, step)
@@ -114,8 +119,12 @@ def table(r):
             ("kl", f"{r['kl']:.3f}" + ("" if r["kl_estimate"] == "analytic" else "  (Monte-Carlo estimate)")),
             ("bits_per_dim", f"{r['bits_per_dim']:.4f}")]
     if "iwae_nll" in r:
-        rows.append((f"iwae_nll (k={r['iwae_k']})", f"{r['iwae_nll']:.2f}  (-elbo - iwae_nll = {-r['elbo'] - r['iwae_nll']:.2f})"))
-    rows += [("mutual_information", f"{r['mutual_information']:.3f}"),
+        rows.append((f"iwae_nll (k={r['iwae_k']}, {r['iwae_images']} images)",
+                     f"{r['iwae_nll']:.2f}  (-elbo - iwae_nll = {-r['iwae_elbo'] - r['iwae_nll']:.2f} on those images)"))
+    n = r["decomposition_images"]
+    rows += [(f"index_code_mi (N={n})", f"{r['index_code_mi']:.3f}  (at most log N = {math.log(n):.2f})"),
+             ("total_correlation", f"{r['total_correlation']:.3f}"),
+             ("dimwise_kl", "n/a (prior not factorised)" if r["dimwise_kl"] is None else f"{r['dimwise_kl']:.3f}"),
              ("active_units", f"{r['active_units']} of {len(r['posterior_mean_var'])}"),
              ("kl per dim, sorted", "  ".join(f"z{j} {v:.2f}" for j, v in r["kl_per_dim_sorted"][:10])),
              ("mig", "n/a (no ground-truth factors)" if r["mig"] is None else f"{r['mig']:.3f}"),

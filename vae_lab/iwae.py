@@ -35,3 +35,24 @@ def iwae_nll(model, x, k, generator=None, chunk=16384):
     """
     lw = log_weights(model, x, k, generator, chunk)
     return -(torch.logsumexp(lw, dim=1) - math.log(k))
+
+
+@torch.no_grad()
+def bytes_per_code(model, latent_dim, device):
+    """Memory one decoded code takes in an IWAE pass: every activation the decoder produces for it (an upper bound:
+    they need not all be alive at once) plus the likelihood's per-pixel temporaries, float32, measured by hooks on
+    one forward pass of a single code."""
+    sizes = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() if torch.is_tensor(out) else 0))
+             for m in model.decoder.modules()]
+    try:
+        params = model.decoder(torch.zeros(1, latent_dim, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return 4 * (sum(sizes) + 4 * params.numel())  # x repeated, params, log p per pixel, and one more temporary
+
+
+def auto_chunk(model, latent_dim, device, memory_bytes):
+    """Codes decoded per pass so that an IWAE pass stays within `memory_bytes` (at least 1)."""
+    return max(1, int(memory_bytes // bytes_per_code(model, latent_dim, device)))

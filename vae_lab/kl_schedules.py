@@ -1,18 +1,16 @@
-"""How the KL term enters the training objective. Each schedule is a pure function of the step.
+"""The weight on the KL penalty over training: the `kl` group. Each schedule is a pure function of the step.
 
-The ELBO that is reported never depends on these: they change only the objective that is minimised.
-Every schedule has `beta`, its largest weight (gamma for `capacity`), so one sweep over kl.beta spans them.
+The weight multiplies the `penalty` group's main coefficient (β of the β-VAE and of β-TCVAE's total correlation,
+the multiplier of capacity's γ). Every schedule has `beta`, its largest weight, so one sweep over kl.beta spans
+every schedule and penalty. The ELBO that is reported never depends on either.
 """
-import torch
-
 from vae_lab.checks import number
 
 
 class KLSchedule:
     """Base of the `kl` group. Built as `KLSchedule(total_steps=T, **config)`.
 
-    `weight(step)` is the multiplier logged as train/kl_weight; `penalty(kl, step)` is the KL part of the
-    objective, given the per-image KL split over dimensions, kl: (B, D) in nats. Default: weight * mean KL.
+    `weight(step)` is the weight the penalty receives, logged as train/kl_weight.
     """
 
     def __init__(self, beta=1.0, total_steps=None):
@@ -21,9 +19,6 @@ class KLSchedule:
 
     def weight(self, step):
         raise NotImplementedError
-
-    def penalty(self, kl, step):
-        return self.weight(step) * kl.sum(1).mean()
 
 
 class Constant(KLSchedule):
@@ -59,38 +54,3 @@ class Cyclical(KLSchedule):
         cycle = self.total_steps / self.n_cycles
         tau = (step % cycle) / cycle  # position in the current cycle, in [0, 1)
         return self.beta * min(1.0, tau / self.ratio)
-
-
-class Capacity(KLSchedule):
-    """Controlled capacity (Burgess et al. 2018, eq. 8): gamma * |KL - C(step)|, with C rising linearly
-    from 0 to `c_max` nats over `ramp_steps`. Here gamma is `beta`."""
-
-    def __init__(self, beta=1000.0, c_max=25.0, ramp_steps=100_000, total_steps=None):
-        super().__init__(beta, total_steps)
-        self.c_max = number("c_max", c_max, low=0)
-        self.ramp_steps = number("ramp_steps", ramp_steps, low=1, integer=True)
-
-    def capacity(self, step):
-        return self.c_max * min(1.0, step / self.ramp_steps)
-
-    def weight(self, step):
-        return self.beta
-
-    def penalty(self, kl, step):
-        return self.beta * (kl.sum(1).mean() - self.capacity(step)).abs()
-
-
-class FreeBits(KLSchedule):
-    """Free bits (Kingma et al. 2016, eq. 15): beta * sum_j max(lambda, batch-mean KL_j), with lambda = `free_nats`
-    per latent dimension. Dimensions below lambda get no gradient from the KL; for priors whose KL does not
-    split over dimensions, lambda applies to the total."""
-
-    def __init__(self, beta=1.0, free_nats=0.5, total_steps=None):
-        super().__init__(beta, total_steps)
-        self.free_nats = number("free_nats", free_nats, low=0)
-
-    def weight(self, step):
-        return self.beta
-
-    def penalty(self, kl, step):
-        return self.beta * torch.clamp(kl.mean(0), min=self.free_nats).sum()

@@ -11,6 +11,7 @@ class Terms(NamedTuple):
     mean: torch.Tensor  # (B, D) posterior mean
     log_var: torch.Tensor  # (B, D) posterior log-variance
     params: torch.Tensor  # (B, C, H, W) decoder output (raw parameters of p(x|z))
+    z: torch.Tensor = None  # (B, D) the code decoded, z ~ q(z|x)
 
     @property
     def elbo(self):
@@ -30,13 +31,15 @@ class VAE(nn.Module):
         eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + (0.5 * log_var).exp() * eps
         params = self.decoder(z).float()
-        return Terms(self.likelihood.log_prob(x, params), self.prior.kl(mean, log_var, z), mean, log_var, params)
+        return Terms(self.likelihood.log_prob(x, params), self.prior.kl(mean, log_var, z), mean, log_var, params, z)
 
 
-def objective(terms, kl_schedule, step, recon_scale=1.0):
-    """The loss minimised: mean over images of -log p(x|z) * recon_scale + the schedule's KL penalty.
+def objective(terms, penalty, weight, step, recon_scale=1.0):
+    """(loss, {name: weighted penalty term}): the loss minimised is the mean over images of
+    -log p(x|z) * recon_scale plus the penalty on the KL (vae_lab.penalties) given the schedule's weight.
 
     recon_scale is 1 for loss.reduction=sum (the ELBO's own weighting) and 1/pixels for `mean`, which is
     the same as multiplying the KL weight by the number of pixels.
     """
-    return -terms.recon_ll.mean() * recon_scale + kl_schedule.penalty(terms.kl, step)
+    part, parts = penalty(terms, weight, step)
+    return -terms.recon_ll.mean() * recon_scale + part, parts

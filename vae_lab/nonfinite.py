@@ -1,7 +1,7 @@
 """Two records of the training steps, kept on the device until the loop looks at them.
 
-`NonFiniteGuard` writes one row per step: the reconstruction term, the KL term, the loss and the sum of every
-parameter's gradient. A NaN or Inf among them is reported with its step and its name. With `stop` (the default)
+`NonFiniteGuard` writes one row per step: the reconstruction term, the KL term, the loss, the penalty's weighted
+terms and the sum of every parameter's gradient. A NaN or Inf among them is reported with its step and its name. With `stop` (the default)
 rows are written without a host sync and checked when the loop calls `problem()` at its logging and checkpoint
 steps, so a run stops before anything computed after a bad step is logged or saved. `skip` reads each row at once
 (one sync per step) and drops a bad step's update.
@@ -14,25 +14,27 @@ import torch
 
 
 class TrainingMeans:
-    """Sums of (recon_ll, kl, loss) and of the KL weight over the checked steps since the last `pop()`."""
+    """Sums of the per-step figures (recon_ll, kl, loss, then the penalty's terms) and of the KL weight over the
+    checked steps since the last `pop()`."""
 
-    def __init__(self, device):
-        self.sums = torch.zeros(3, device=device)  # recon_ll, kl, loss
+    def __init__(self, names, device):
+        self.names = ("recon_ll", "kl", "loss", *names)
+        self.sums = torch.zeros(len(self.names), device=device)
         self.count, self.weight_sum = 0, 0.0
 
     def add(self, rows):
-        """Rows (n, 3) the guard has checked."""
+        """Rows (n, len(names)) the guard has checked."""
         self.sums += rows.sum(0)
 
     def count_step(self, weight):
         self.count, self.weight_sum = self.count + 1, self.weight_sum + weight
 
     def pop(self):
-        """(loss, recon_ll, kl, kl weight) averaged over the steps since the last call (NaN if there were none)."""
+        """{name: mean} and kl_weight over the steps since the last call (NaN if there were none)."""
         if self.count == 0:
-            return (math.nan,) * 4
-        rec, kl, loss = (self.sums / self.count).tolist()
-        out = loss, rec, kl, self.weight_sum / self.count
+            return dict.fromkeys((*self.names, "kl_weight"), math.nan)
+        out = dict(zip(self.names, (self.sums / self.count).tolist()))
+        out["kl_weight"] = self.weight_sum / self.count
         self.sums.zero_()
         self.count, self.weight_sum = 0, 0.0
         return out
@@ -41,31 +43,35 @@ class TrainingMeans:
         return {"sums": self.sums.cpu(), "count": self.count, "weight_sum": self.weight_sum}
 
     def load_state_dict(self, state):
-        self.sums.copy_(state["sums"])
+        # A checkpoint from before the penalty group holds the first three sums only; the penalty's restart at 0.
+        self.sums.zero_()[: len(state["sums"])].copy_(state["sums"])
         self.count, self.weight_sum = int(state["count"]), float(state["weight_sum"])
 
 
 class NonFiniteGuard:
-    TERMS = ("reconstruction term log p(x|z)", "KL term", "loss")  # then one gradient per parameter
+    TERMS = ("reconstruction term log p(x|z)", "KL term", "loss")  # then the penalty's, then one gradient per parameter
 
     def __init__(self, model, skip, means, rows=1024):
         self.skip = skip  # trainer.nonfinite=skip (checked with the config)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
-        self.names = [*self.TERMS, *(f"gradient of {n}" for n, _ in named)]
+        self.n_terms = len(means.names)
+        self.names = [*self.TERMS, *(f"penalty term {n}" for n in means.names[3:]), *(f"gradient of {n}" for n, _ in named)]
         device = self.params[0].device if self.params else torch.device("cpu")
         self.rows = torch.empty(rows, len(self.names), device=device)  # (rows, 3 + parameters)
         self.n, self.first_step, self.found = 0, 0, None  # rows not yet checked; the step of the first; a problem
         self.means, self.skipped = means, 0
 
-    def record(self, step, loss, terms, weight):
-        """Record step `step` (0-based) after backward(); False if its update must be dropped (`skip` only)."""
+    def record(self, step, loss, terms, parts, weight):
+        """Record step `step` (0-based) after backward(); False if its update must be dropped (`skip` only).
+        `parts`: the penalty's weighted terms, in the order of the means' names."""
         if self.n == len(self.rows):
             self._check()
         # A gradient's sum is non-finite when an entry is (or when the sum overflows float32: broken either way).
         grads = [p.grad.sum() if p.grad is not None else loss.new_zeros(()) for p in self.params]
         row = self.rows[self.n]
-        torch.stack([terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean(), loss.detach(), *grads], out=row)
+        torch.stack([terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean(), loss.detach(),
+                     *(parts[n].detach().float() for n in self.means.names[3:]), *grads], out=row)
         if self.skip and not bool(row.isfinite().all()):
             self.skipped += 1
             return False
@@ -86,7 +92,7 @@ class NonFiniteGuard:
             self.found = f"training diverged at step {self.first_step + i + 1}: non-finite {', '.join(names[:3])}{more}"
             self.n = 0  # nothing after it matters
             return
-        self.means.add(self.rows[: self.n, :3])
+        self.means.add(self.rows[: self.n, : self.n_terms])
         self.n = 0
 
     def problem(self, step, figures=None, saving=False):
@@ -100,7 +106,7 @@ class NonFiniteGuard:
             return self.found
         if saving and self.params:
             finite = torch.stack([p.isfinite().all() for p in self.params]).tolist()  # one sync
-            bad = [n.removeprefix("gradient of ") for n, ok in zip(self.names[3:], finite) if not ok]
+            bad = [n.removeprefix("gradient of ") for n, ok in zip(self.names[self.n_terms :], finite) if not ok]
             if bad:
                 return f"training diverged by step {step}: non-finite {bad[0]} after an update"
         bad = [k for k in ("elbo", "recon_nll", "kl") if figures is not None and not math.isfinite(figures[k])]

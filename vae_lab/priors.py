@@ -19,6 +19,7 @@ class Prior(nn.Module):
     """
 
     analytic_kl = False
+    factorised = False  # p(z) = prod_j p(z_j): the KL decomposition's dimension-wise term is defined
 
     def __init__(self, latent_dim, in_shape=None):
         super().__init__()
@@ -62,6 +63,7 @@ class StandardNormal(Prior):
     """p(z) = N(0, I), with the analytic KL."""
 
     analytic_kl = True
+    factorised = True
 
     def log_prob(self, z):
         return normal_log_prob(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)

@@ -43,6 +43,7 @@ class State:
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    penalty: torch.nn.Module  # the KL penalty: parameters of its own for adversarial ones (none of vae_lab's)
     generators: dict  # torch.Generator per random stream: reparameterisation noise, dynamic binarisation
     means: TrainingMeans  # train/ figures of the steps since the last log
     guard: NonFiniteGuard  # its count of skipped steps
@@ -51,13 +52,15 @@ class State:
 
     def state_dict(self):
         """Call after guard.problem(): every recorded step has then reached the means."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "penalty": self.penalty.state_dict(), "step": self.step,
                 "best_elbo": self.best_elbo, "rng": checkpoint.rng_state(self.generators),
                 "record": {**self.means.state_dict(), "skipped": self.guard.skipped}}
 
     def load_state_dict(self, state):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.penalty.load_state_dict(state.get("penalty", {}))
         checkpoint.set_rng_state(state["rng"], self.generators)
         self.means.load_state_dict(state["record"])
         self.guard.skipped = int(state["record"]["skipped"])
@@ -99,8 +102,12 @@ def setup(cfg, run_dir):
     steps_per_epoch = math.ceil(data.size("train") / t.batch_size)
     total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
     kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1))
-    means = TrainingMeans(device)
-    state = State(model, build_optimizer(cfg, model),
+    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train")).to(device)
+    if penalty.needs_factorised_prior and not model.prior.factorised:
+        raise ConfigError(f"penalty={type(penalty).__name__}: needs a factorised prior for its dimension-wise KL "
+                          f"(prior=normal), not {type(model.prior).__name__}")
+    means = TrainingMeans(penalty.names, device)
+    state = State(model, build_optimizer(cfg, model), penalty,
                   {name: torch.Generator(device=device).manual_seed(cfg.seed * 7919 + i)
                    for i, name in enumerate(("noise", "binarize"))},
                   means, NonFiniteGuard(model, t.nonfinite == "skip", means))
@@ -141,13 +148,15 @@ def batches(run):
 def train_step(run, x):
     """One optimiser step on the batch x. The guard records its terms and gradients on the device, no host read."""
     s = run.state
+    weight = run.kl_schedule.weight(s.step)
     with run.autocast:
         terms = run.step_model(x, s.generators["noise"])
-        loss = objective(terms, run.kl_schedule, s.step, run.recon_scale)
+        loss, parts = objective(terms, s.penalty, weight, s.step, run.recon_scale)
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    if s.guard.record(s.step, loss, terms, run.kl_schedule.weight(s.step)):  # False: trainer.nonfinite=skip
+    if s.guard.record(s.step, loss, terms, parts, weight):  # False: trainer.nonfinite=skip
         s.optimizer.step()
+        s.penalty.update(terms, s.step)
     s.step += 1
 
 
@@ -194,10 +203,12 @@ class Clock:
 
 
 def log_training(run, images_per_s, bar):
-    loss, rec, kl, w = run.state.means.pop()
-    scalars = {"loss": loss, "elbo": rec - kl, "recon_nll": -rec, "kl": kl, "kl_weight": w, "images_per_s": images_per_s}
+    """train/ figures: the ELBO's terms, the loss and each weighted term of the penalty, and the KL weight."""
+    m = run.state.means.pop()
+    rec, kl = m.pop("recon_ll"), m["kl"]
+    scalars = {"elbo": rec - kl, "recon_nll": -rec, **m, "images_per_s": images_per_s}
     if run.recon_scale != 1.0:
-        scalars["effective_beta"] = w / run.recon_scale
+        scalars["effective_beta"] = m["kl_weight"] / run.recon_scale
     if run.state.guard.skip:
         scalars["skipped_steps"] = run.state.guard.skipped
     run.runlog.scalars("train", scalars, run.state.step)
@@ -208,7 +219,7 @@ def validate(run):
     """The val/ figures, pictures and collapse watch; best.pt when the validation ELBO is the best so far."""
     cfg, s = run.cfg, run.state
     figures = measure(s.model, run.data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed,
-                      iwae_k=cfg.eval.iwae_k, mi_images=cfg.eval.mi_images)
+                      iwae_k=cfg.eval.iwae_k, decomposition_images=cfg.eval.decomposition_images)
     run.runlog.evaluation("val", figures, s.step, epoch=s.step / run.steps_per_epoch)
     run.collapse_watch.update(figures, s.step)
     log_pictures(run.runlog, s.model, run.data, "val", figures, s.step, run.dir / "figures", seed=cfg.seed, plots=False)

@@ -1,0 +1,130 @@
+"""How the KL term enters the training objective: the `penalty` group. The `kl` group's schedule gives the weight.
+
+A penalty turns the per-image KL (and, for the decomposed ones, the codes of the batch) into the part of the loss
+that is added to −log p(x|z). Its main coefficient is the schedule's weight w(step) — β for the β-VAE, the
+β-TCVAE's β on the total correlation, the multiplier of γ for capacity — so `kl=linear` warms up any penalty and one
+`kl.beta` sweep spans them all. The ELBO that is reported never depends on the penalty.
+"""
+import torch
+from torch import nn
+
+from vae_lab.checks import choice, number
+
+
+class Penalty(nn.Module):
+    """Base of the `penalty` group. Built as `Penalty(dataset_size=N, **config)`.
+
+    `forward(terms, weight, step)` returns (scalar loss part, {name: scalar tensor}): the weighted terms it added,
+    logged as train/<name> (their sum is the loss part). `names` lists those names, fixed when it is built, so
+    that the loop can keep them on the device with the other per-step figures. A penalty with parameters of its
+    own (an adversarial one, such as FactorVAE's discriminator) trains them in `update(terms, step)`, which the
+    loop calls after each optimiser step of the VAE; its state_dict is saved in the checkpoint.
+    """
+
+    names: tuple = ("kl_penalty",)
+    needs_factorised_prior = False  # True where a term is the dimension-wise KL against p(z_j)
+
+    def __init__(self, dataset_size=None):
+        super().__init__()
+        self.dataset_size = dataset_size
+
+    def forward(self, terms, weight, step):
+        raise NotImplementedError
+
+    def update(self, terms, step):
+        """Called after each optimiser step; penalties without parameters of their own do nothing."""
+
+
+class KL(Penalty):
+    """w · KL(q(z|x) || p(z)), mean over the batch: w = 1 is the ELBO, w = β > 1 the β-VAE (Higgins et al. 2017)."""
+
+    def forward(self, terms, weight, step):
+        part = weight * terms.kl.sum(1).mean()
+        return part, {"kl_penalty": part}
+
+
+class Capacity(Penalty):
+    """Controlled capacity (Burgess et al. 2018, eq. 8): w · γ · |KL − C(step)|, C rising linearly from 0 to
+    `c_max` nats over `ramp_steps`. With kl.beta = 1 (a constant schedule) w · γ is the paper's γ."""
+
+    names = ("capacity_penalty", "capacity")
+
+    def __init__(self, gamma=1000.0, c_max=25.0, ramp_steps=100_000, dataset_size=None):
+        super().__init__(dataset_size)
+        self.gamma = number("gamma", gamma, low=0)
+        self.c_max = number("c_max", c_max, low=0)
+        self.ramp_steps = number("ramp_steps", ramp_steps, low=1, integer=True)
+
+    def capacity(self, step):
+        return self.c_max * min(1.0, step / self.ramp_steps)
+
+    def forward(self, terms, weight, step):
+        c = self.capacity(step)
+        part = weight * self.gamma * (terms.kl.sum(1).mean() - c).abs()
+        return part, {"capacity_penalty": part, "capacity": part.new_tensor(c)}
+
+
+class FreeBits(Penalty):
+    """Free bits (Kingma et al. 2016, eq. 15): w · Σ_j max(λ, batch-mean KL_j), λ = `free_nats` per latent dimension.
+    Dimensions below λ get no gradient from the KL; for priors whose KL does not split, λ applies to the total."""
+
+    def __init__(self, free_nats=0.5, dataset_size=None):
+        super().__init__(dataset_size)
+        self.free_nats = number("free_nats", free_nats, low=0)
+
+    def forward(self, terms, weight, step):
+        part = weight * torch.clamp(terms.kl.mean(0), min=self.free_nats).sum()
+        return part, {"kl_penalty": part}
+
+
+class TCVAE(Penalty):
+    """β-TCVAE (Chen et al. 2018, eq. 4): α · I(z; n) + β · TC(z) + γ · Σ_j KL(q(z_j) || p(z_j)), with β = w(step).
+
+    The three terms are the minibatch estimates of vae_lab.decomposition (`estimator`: mss, minibatch-stratified
+    sampling, or mws, minibatch-weighted sampling) over the batch, with N the training set's size. With
+    α = β = γ = 1 the objective is the ELBO's, up to the estimators' error. Needs a factorised prior (`normal`).
+    """
+
+    names = ("alpha_mi", "beta_tc", "gamma_dimwise_kl")
+    needs_factorised_prior = True
+
+    def __init__(self, alpha=1.0, gamma=1.0, estimator="mss", dataset_size=None):
+        super().__init__(dataset_size)
+        self.alpha = number("alpha", alpha, low=0)
+        self.gamma = number("gamma", gamma, low=0)
+        self.estimator = choice("estimator", estimator, ("mss", "mws"))
+        number("dataset_size", dataset_size, low=2, integer=True)
+
+    def forward(self, terms, weight, step):
+        from vae_lab.decomposition import minibatch_terms
+
+        mi, tc, dim_kl = minibatch_terms(terms.z, terms.mean, terms.log_var, self.dataset_size, self.estimator)
+        parts = {"alpha_mi": self.alpha * mi, "beta_tc": weight * tc, "gamma_dimwise_kl": self.gamma * dim_kl}
+        return sum(parts.values()), parts
+
+
+class DIP(Penalty):
+    """DIP-VAE (Kumar et al. 2018, eqs. 6-7): w · KL + λ_od Σ_{i≠j} C_ij² + λ_d Σ_i (C_ii − 1)², where C is the
+    batch covariance of the posterior means (DIP-VAE-I) or of the aggregate posterior (DIP-VAE-II:
+    Cov[μ] + E[diag σ²])."""
+
+    names = ("kl_penalty", "dip_off_diagonal", "dip_diagonal")
+
+    def __init__(self, variant="i", lambda_od=10.0, lambda_d=100.0, dataset_size=None):
+        super().__init__(dataset_size)
+        self.variant = choice("variant", variant, ("i", "ii"))
+        self.lambda_od = number("lambda_od", lambda_od, low=0)
+        self.lambda_d = number("lambda_d", lambda_d, low=0)
+
+    def forward(self, terms, weight, step):
+        mean = terms.mean  # (B, D)
+        centred = mean - mean.mean(0, keepdim=True)
+        cov = centred.T @ centred / max(mean.shape[0] - 1, 1)  # (D, D), Cov_batch[E_q(z|x) z]
+        if self.variant == "ii":
+            cov = cov + torch.diag(terms.log_var.exp().mean(0))  # + E_x[Cov_q(z|x) z]
+        diag = torch.diagonal(cov)
+        parts = {"kl_penalty": weight * terms.kl.sum(1).mean(),
+                 "dip_off_diagonal": self.lambda_od * (cov.pow(2).sum() - diag.pow(2).sum()),
+                 "dip_diagonal": self.lambda_d * (diag - 1).pow(2).sum()}
+        return sum(parts.values()), parts
+
