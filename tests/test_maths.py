@@ -181,3 +181,22 @@ def test_every_schedule_has_beta_as_its_maximum(cls):
     s = cls(beta=3.0)
     assert s.beta == 3.0
     assert max(s.weight(t) for t in (0, 10, 10**7)) == pytest.approx(3.0)
+
+
+def test_tcvae_with_unit_weights_is_the_elbo_objective_up_to_estimator_error():
+    """alpha = beta = gamma = 1: MI + TC + dim-KL telescope to log q(z|x) - log p(z) at the batch's z, whatever the
+    estimator of log q(z); that single-sample KL has the analytic KL as its mean."""
+    g = torch.Generator().manual_seed(0)
+    mean, log_var = torch.randn(256, 3, generator=g), torch.randn(256, 3, generator=g) * 0.3 - 1
+    z = mean + (0.5 * log_var).exp() * torch.randn(256, 3, generator=g)
+    kl = StandardNormal(3).kl(mean, log_var, z)
+    terms = Terms(torch.zeros(256), kl, mean, log_var, None, z)
+    single_sample = (D.Normal(mean, (0.5 * log_var).exp()).log_prob(z) - D.Normal(0.0, 1.0).log_prob(z)).sum(1).mean()
+    for estimator in ("mss", "mws"):
+        part, parts = P.TCVAE(alpha=1.0, gamma=1.0, estimator=estimator, dataset_size=10_000)(terms, 1.0, 0)
+        torch.testing.assert_close(part, single_sample, rtol=1e-5, atol=1e-5)
+        assert set(parts) == set(P.TCVAE.names)
+    assert abs(single_sample - kl.sum(1).mean()) < 0.25  # Monte-Carlo error of 256 single-sample estimates
+    # beta weights only the total correlation
+    part4, parts4 = P.TCVAE(dataset_size=10_000)(terms, 4.0, 0)
+    torch.testing.assert_close(part4 - part, 3 * parts4["beta_tc"] / 4)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from vae_lab.checks import choice, number
+from vae_lab.decomposition import minibatch_terms
 
 
 class Penalty(nn.Module):
@@ -96,8 +97,6 @@ class TCVAE(Penalty):
         number("dataset_size", dataset_size, low=2, integer=True)
 
     def forward(self, terms, weight, step):
-        from vae_lab.decomposition import minibatch_terms
-
         mi, tc, dim_kl = minibatch_terms(terms.z, terms.mean, terms.log_var, self.dataset_size, self.estimator)
         parts = {"alpha_mi": self.alpha * mi, "beta_tc": weight * tc, "gamma_dimwise_kl": self.gamma * dim_kl}
         return sum(parts.values()), parts
