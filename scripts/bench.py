@@ -49,9 +49,8 @@ from vae_lab.config import CONFIG_DIR, register_resolvers
 from vae_lab.data.sprites import IMAGE, PATCH
 from vae_lab.likelihoods import Bernoulli
 from vae_lab.metrics import measure
-from vae_lab.model import objective
 from vae_lab.rundir import Status
-from vae_lab.train import train
+from vae_lab.train import batches, setup, train, train_step
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 MLP = ["dataset=fashion_mnist", "latent_dim=20", "encoder.hidden=[512]", "decoder.hidden=[512]"]
@@ -330,15 +329,14 @@ def iwae_time(overrides, images, device, k=1000):
 
 
 def flops_per_step(overrides, device):
+    """FLOPs that torch counts in one of vae-train's training steps (forward, objective, backward) on a batch of 128."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = config(overrides)
-    data = build("dataset", cfg.dataset, device=device)
-    model = build_model(cfg, data).to(device)
-    schedule = build("kl", cfg.kl, total_steps=1)
-    x = data.batch("train", torch.arange(128, device=device))
-    with FlopCounterMode(display=False) as counter:
-        objective(model(x), schedule, 0).backward()
+    with tempfile.TemporaryDirectory() as run_dir:
+        run = setup(config([*overrides, f"device={device}", "trainer.batch_size=128"]), Path(run_dir))
+        with FlopCounterMode(display=False) as counter:
+            train_step(run, next(batches(run)))
+        run.runlog.close()
     return counter.get_total_flops()
 
 

@@ -2,6 +2,7 @@
 import torch
 
 from vae_lab.checks import ConfigError, choice, number
+from vae_lab.codelength import LEVELS
 
 SPLITS = ("train", "val", "test")
 
@@ -14,11 +15,17 @@ class ImageData:
     shape: tuple
     value_range = (0.0, 1.0)
     factor_names: tuple = ()  # ground-truth generative factors, for datasets that have them (sprites)
+    dequantize = "none"  # "uniform": 8-bit levels k become (k + u) / 256, u ~ U[0, 1) (TensorImageData)
 
     def __init__(self, binarize="none", seed=0, device="cpu"):
         self.binarize = choice("binarize", binarize, ("none", "static", "dynamic"))
         self.seed = int(number("seed", seed, low=0, integer=True))
         self.device = torch.device(device)
+
+    @property
+    def binary(self):
+        """Every value is 0 or 1 (binarised here, or binary by nature), so a Bernoulli is a probability of them."""
+        return self.binarize != "none"
 
     @property
     def num_pixels(self):
@@ -48,8 +55,12 @@ class ImageData:
 class TensorImageData(ImageData):
     """Splits held as uint8 tensors (N, C, H, W) on the device; converted to float per batch."""
 
-    def __init__(self, images, labels=None, binarize="none", seed=0, device="cpu"):
+    def __init__(self, images, labels=None, binarize="none", dequantize="none", seed=0, device="cpu"):
         super().__init__(binarize=binarize, seed=seed, device=device)
+        self.dequantize = choice("dequantize", dequantize, ("none", "uniform"))
+        if self.dequantize != "none" and self.binarize != "none":
+            raise ConfigError(f"dequantize={dequantize}: binarised pixels are 0 or 1, not 8-bit levels; "
+                              f"set dataset.binarize=none or dataset.dequantize=none")
         if set(images) != set(SPLITS):
             raise ConfigError(f"dataset: needs the splits {SPLITS}, got {tuple(images)}")
         g = torch.Generator().manual_seed(self.seed)
@@ -67,8 +78,14 @@ class TensorImageData(ImageData):
         return self._images[split].shape[0]
 
     def batch(self, split, index, generator=None):
-        x = self._images[split][index].float().div_(255)
-        return self._dynamic(x, generator)
+        x = self._images[split][index]
+        if self.dequantize == "uniform":  # Theis et al. 2016, sec. 3.1: fresh u per pixel each time x is drawn
+            u = torch.rand(x.shape, generator=generator, device=x.device)
+            return u.add_(x).div_(LEVELS).clamp_(max=_BELOW_ONE)
+        return self._dynamic(x.float().div_(255), generator)
 
     def labels(self, split, index):
         return self._labels[split][index] if self._labels else None
+
+
+_BELOW_ONE = 1 - 2.0**-24  # the float32 just below 1: 255 + u rounds to 256 when u is within 2**-17 of 1

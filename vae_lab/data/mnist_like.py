@@ -20,7 +20,8 @@ class MNISTLike(TensorImageData):
     offline_dirs: tuple = ()
     how_to_get = ""
 
-    def __init__(self, data_dir="data", download=True, val_size=5000, binarize="none", seed=0, device="cpu"):
+    def __init__(self, data_dir="data", download=True, val_size=5000, binarize="none", dequantize="none", seed=0,
+                 device="cpu"):
         raw = Path(data_dir) / self.name / "raw"
         found = self._find(raw)
         if found is None and download:
@@ -41,7 +42,8 @@ class MNISTLike(TensorImageData):
         val, train = perm[:val_size], perm[val_size:]
         images = {"train": train_x[train], "val": train_x[val], "test": arrays["test", "images"]}
         labels = {"train": train_y[train], "val": train_y[val], "test": arrays["test", "labels"]}
-        super().__init__({k: v[:, None] for k, v in images.items()}, labels, binarize=binarize, seed=seed, device=device)
+        super().__init__({k: v[:, None] for k, v in images.items()}, labels, binarize=binarize, dequantize=dequantize,
+                         seed=seed, device=device)
 
     def _find(self, raw):
         for folder in (raw, *map(Path, self.offline_dirs)):
