@@ -46,7 +46,7 @@ def build_model(cfg, data):
     with torch.device("meta"):  # sizes first, nothing allocated: too big for memory is a config error
         check_fits(assemble(), data.device)
     model = assemble()
-    model.likelihood.check_data(*data.value_range)
+    model.likelihood.check_dataset(data)
     if not model.prior.analytic_kl:
         log.info("prior %s: %s", type(model.prior).__name__, MC_KL_NOTE)
     return model

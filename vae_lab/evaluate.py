@@ -117,7 +117,7 @@ def table(r):
     """The short report printed at the end."""
     rows = [("elbo", f"{r['elbo']:.2f}"), ("recon_nll", f"{r['recon_nll']:.2f}"),
             ("kl", f"{r['kl']:.3f}" + ("" if r["kl_estimate"] == "analytic" else "  (Monte-Carlo estimate)")),
-            ("bits_per_dim", f"{r['bits_per_dim']:.4f}")]
+            ("bits_per_dim", f"{r['bits_per_dim']:.4f}" if r["bits_per_dim"] is not None else f"n/a: {r['bits_per_dim_note']}")]
     if "iwae_nll" in r:
         rows.append((f"iwae_nll (k={r['iwae_k']}, {r['iwae_images']} images)",
                      f"{r['iwae_nll']:.2f}  (-elbo - iwae_nll = {-r['iwae_elbo'] - r['iwae_nll']:.2f} on those images)"))

@@ -1,16 +1,16 @@
 """Validation and test figures, in nats per image; one definition used by training and evaluation."""
 import logging
-import math
 import sys
 import time
 
 import torch
 from tqdm import tqdm
 
+from vae_lab.codelength import bits_per_dim
 from vae_lab.decomposition import decompose
 from vae_lab.diagnostics import collapse, sorted_kl
+from vae_lab.disentanglement import mig_dlib_codes as mig
 from vae_lab.iwae import auto_chunk, iwae_nll
-from vae_lab.mig import mig
 
 log = logging.getLogger("vae_lab")
 
@@ -31,7 +31,8 @@ def measure(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_k
     as their square, and the MI never exceeds log of their number, so the result records it). progress=True shows
     bars with the time left (vae-eval), and announces a long IWAE pass with how to shorten it.
 
-    Returns elbo, recon_nll, kl, bits_per_dim, kl_per_dim (list, nats), kl_per_dim_sorted ([[dim, kl], ...]),
+    Returns elbo, recon_nll, kl, bits_per_dim (None where -ELBO is no code length) and bits_per_dim_note (why),
+    kl_per_dim (list, nats), kl_per_dim_sorted ([[dim, kl], ...]),
     posterior_mean_var (list), active_units, index_code_mi, total_correlation, dimwise_kl (None, with
     decomposition_note, for a prior that is not factorised), decomposition_images, collapse, collapse_reason, images;
     iwae_nll, iwae_k, iwae_images and iwae_elbo (the ELBO of those images) when iwae_k > 0; mig and mig_per_factor when the dataset has factors.
@@ -66,7 +67,7 @@ def measure(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_k
         "elbo": elbo,
         "recon_nll": recon_nll,
         "kl": kl,
-        "bits_per_dim": -elbo / (data.num_pixels * math.log(2)),
+        **dict(zip(("bits_per_dim", "bits_per_dim_note"), bits_per_dim(elbo, model.likelihood, data))),
         "kl_per_dim": kl_per_dim,
         "kl_per_dim_sorted": sorted_kl(kl_per_dim),
         "posterior_mean_var": means.var(0).tolist() if n > 1 else [0.0] * means.shape[1],

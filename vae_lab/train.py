@@ -318,7 +318,7 @@ def report(summary):
     keys = ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units")
     print(f"run directory: {summary['run_dir']}")
     print("validation:", "  ".join(f"{k} {summary[k]:.3f}" if isinstance(summary[k], float) else f"{k} {summary[k]}"
-                                    for k in keys), "(nats per image)")
+                                    for k in keys if summary[k] is not None), "(nats per image)")
     print(f"{summary['steps']} steps, {summary['images_per_s']:.0f} images/s, {summary['wall_s']:.1f} s")
 
 
