@@ -16,6 +16,7 @@ class ImageData:
     value_range = (0.0, 1.0)
     factor_names: tuple = ()  # ground-truth generative factors, for datasets that have them (sprites)
     dequantize = "none"  # "uniform": 8-bit levels k become (k + u) / 256, u ~ U[0, 1) (TensorImageData)
+    factor_sizes: tuple = ()  # number of values of each factor, in factor_names order; () when there are none
 
     def __init__(self, binarize="none", seed=0, device="cpu"):
         self.binarize = choice("binarize", binarize, ("none", "static", "dynamic"))
@@ -41,6 +42,16 @@ class ImageData:
     def labels(self, split, index):
         """Class labels (B,) where the dataset has them, else None (used to colour latent scatter plots)."""
         return None
+
+    def sample_factors(self, n, generator=None):
+        """(n, K) factor classes drawn independently and uniformly, i.e. uniform over the factor grid."""
+        columns = [torch.randint(size, (n,), generator=generator) for size in self.factor_sizes]
+        return torch.stack(columns, 1) if columns else torch.zeros(n, 0, dtype=torch.long)
+
+    def images_for_factors(self, factors, generator=None):
+        """Float images (n, C, H, W) for the factor classes (n, K): what the disentanglement metrics ask for after
+        fixing one factor and drawing the rest. `generator` drives dynamic binarisation."""
+        raise NotImplementedError(f"{type(self).__name__} has no ground-truth factors to draw images from")
 
     def epoch_order(self, split, epoch, seed):
         """The shuffled order of one epoch: a pure function of (seed, epoch), so a resumed run sees the same batches."""

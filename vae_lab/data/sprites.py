@@ -14,6 +14,7 @@ from vae_lab.data.base import ImageData
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 GRID_SIZE = math.prod(FACTOR_SIZES)
+STRIDES = tuple(math.prod(FACTOR_SIZES[k + 1 :]) for k in range(len(FACTOR_SIZES)))  # grid index = factors . STRIDES
 IMAGE, PATCH = 64, 32
 SHAPES = ("square", "ellipse", "heart")
 SCALES = torch.linspace(0.5, 1.0, 6)
@@ -58,6 +59,7 @@ class Sprites(ImageData):
 
     shape = (1, IMAGE, IMAGE)
     factor_names = FACTOR_NAMES
+    factor_sizes = FACTOR_SIZES
 
     def __init__(self, val_size=10000, test_size=10000, train_size=None, binarize="none", seed=0, device="cpu"):
         super().__init__(binarize=binarize, seed=seed, device=device)
@@ -99,7 +101,18 @@ class Sprites(ImageData):
         return self.factors(split, index)[:, 0]
 
     def batch(self, split, index, generator=None):
-        g = self.grid_index(split, index)
+        return self._render(self.grid_index(split, index), generator)
+
+    def images_for_factors(self, factors, generator=None):
+        """Images (n, 1, 64, 64) of the factor classes (n, 5), rendered like `batch` from their grid indices."""
+        factors = torch.as_tensor(factors, device=self.device).long()
+        sizes = torch.tensor(FACTOR_SIZES, device=self.device)
+        if factors.ndim != 2 or factors.shape[1] != len(FACTOR_SIZES) or ((factors < 0) | (factors >= sizes)).any():
+            raise ValueError(f"factors must be (n, {len(FACTOR_SIZES)}) classes below {FACTOR_SIZES}")
+        return self._render((factors * torch.tensor(STRIDES, device=self.device)).sum(1), generator)
+
+    def _render(self, g, generator):
+        """Images (B, 1, 64, 64) of the grid indices g (B,)."""
         y, x = g % 32, (g // 32) % 32
         patch = g // (32 * 32)  # (shape * 6 + scale) * 40 + orientation
         canvas = torch.zeros(len(g), IMAGE * IMAGE, device=self.device)
