@@ -3,8 +3,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import TINY, compose_config
+
 from vae_lab.checks import ConfigError
 from vae_lab.likelihoods import Bernoulli, Gaussian
 from vae_lab.train import train

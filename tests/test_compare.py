@@ -5,23 +5,20 @@ import subprocess
 import sys
 
 import pytest
-import yaml
+from conftest import write_run_config
 
 from vae_lab import compare
 
 PNG = b"\x89PNG"
 
 
-def make_run(path, overrides, summary=None, eval_json=None, kl_target="vae_lab.kl_schedules.Constant"):
-    """A run directory as vae-train leaves it, with only the files vae-compare reads."""
-    (path / ".hydra").mkdir(parents=True)
+def make_run(path, overrides, summary=None, eval_json=None):
+    """A fake run directory, never trained: the .hydra/ files vae-train writes (a config of three keys), and the
+    summary.json and eval.json given; only what vae-compare reads."""
     values = dict(o.split("=", 1) for o in overrides)
     config = {"seed": int(values.get("seed", 0)), "latent_dim": int(values.get("latent_dim", 10)),
-              "kl": {"_target_": kl_target, "beta": float(values.get("kl.beta", 1))}}
-    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
-    (path / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
-        {"hydra": {"runtime": {"choices": {"kl": "constant", "encoder": "mlp", "hydra/launcher": "basic"}}}}))
+              "kl": {"_target_": "vae_lab.kl_schedules.Constant", "beta": float(values.get("kl.beta", 1))}}
+    write_run_config(path, config, overrides, {"kl": "constant", "encoder": "mlp", "hydra/launcher": "basic"})
     if summary is not None:
         (path / "summary.json").write_text(json.dumps(summary))
     if eval_json is not None:

@@ -6,8 +6,8 @@ import torch
 from torch import distributions as D
 
 from vae_lab import kl_schedules as S
-from vae_lab.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Laplace
 from vae_lab import penalties as P
+from vae_lab.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Laplace
 from vae_lab.model import VAE, Terms, objective
 from vae_lab.priors import Prior, StandardNormal
 

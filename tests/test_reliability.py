@@ -1,4 +1,5 @@
 """Interrupted, diverging and resumed runs: signals, NaN/Inf, resume=auto, damaged checkpoints."""
+import ast
 import json
 import os
 import re
@@ -9,10 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from conftest import TINY, compose_config, scalars, trained_run
 
-from conftest import TINY, compose_config
-from test_training import scalars
 from vae_lab import runs
 from vae_lab.checks import ConfigError
 from vae_lab.decoders import MLPDecoder
@@ -37,32 +36,32 @@ def poison_at(monkeypatch, cls, method, call, how):
 
 def test_nan_reconstruction_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     poison_at(monkeypatch, Bernoulli, "log_prob", 5, lambda out, x, params: out * float("nan"))
-    summary = train(compose_config(TINY), tmp_path)
+    run_dir, _, summary = trained_run(tmp_path / "run", TINY)
     assert summary["status"] == "diverged"
     assert summary["error"].startswith("training diverged at step 5: non-finite reconstruction term")
     assert "(step 3)" in summary["error"]
-    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
-    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
-    assert [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [3]
-    assert [s for s, _ in scalars(tmp_path)["train/elbo"]] == [2, 4]  # step 6's would include step 5's NaN
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "diverged"
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 3
+    assert [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()] == [3]
+    assert [s for s, _ in scalars(run_dir)["train/elbo"]] == [2, 4]  # step 6's would include step 5's NaN
 
 
 def test_nan_gradient_names_the_parameter(tmp_path, monkeypatch):
     # sqrt'(0) = inf: the forward pass stays finite, the gradient reaching the encoder is NaN
     poison_at(monkeypatch, MLPDecoder, "forward", 2, lambda out, z: out + (z * 0).sqrt().sum() * 0)
-    summary = train(compose_config(TINY), tmp_path)
+    run_dir, _, summary = trained_run(tmp_path / "run", TINY)
     assert summary["status"] == "diverged"
     assert summary["error"].startswith("training diverged at step 2: non-finite gradient of encoder."), summary
     assert "no checkpoint had been written" in summary["error"]
-    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+    assert not (run_dir / "checkpoints" / "last.pt").exists()
 
 
 def test_an_update_that_blows_up_is_caught_before_a_checkpoint(tmp_path):
     """Every term and gradient of step 1 is finite; the parameters it leaves are useless."""
-    summary = train(compose_config([*TINY, "optimizer.lr=1e20", "trainer.max_steps=1"]), tmp_path)
+    run_dir, _, summary = trained_run(tmp_path / "run", [*TINY, "optimizer.lr=1e20", "trainer.max_steps=1"])
     assert summary["status"] == "diverged"
     assert summary["error"].startswith("training diverged by step 1: validation elbo nan"), summary["error"]
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (run_dir / "checkpoints").exists()
 
 
 def test_a_parameter_made_infinite_by_an_update_is_never_saved(tmp_path, monkeypatch):
@@ -72,17 +71,17 @@ def test_a_parameter_made_infinite_by_an_update_is_never_saved(tmp_path, monkeyp
         return out
     original = torch.optim.Adam.step
     monkeypatch.setattr(torch.optim.Adam, "step", overflow)
-    summary = train(compose_config([*TINY, "trainer.checkpoint_every=1", "trainer.log_every=5"]), tmp_path)
+    run_dir, _, summary = trained_run(tmp_path / "run", [*TINY, "trainer.checkpoint_every=1", "trainer.log_every=5"])
     assert summary["error"].startswith("training diverged by step 1: non-finite encoder.features.1.0.weight after"), summary
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (run_dir / "checkpoints").exists()
 
 
 def test_skip_drops_the_bad_step_and_counts_it(tmp_path, monkeypatch):
     poison_at(monkeypatch, Bernoulli, "log_prob", 5, lambda out, x, params: out * float("inf"))
-    summary = train(compose_config([*TINY, "trainer.nonfinite=skip"]), tmp_path)
+    run_dir, _, summary = trained_run(tmp_path / "run", [*TINY, "trainer.nonfinite=skip"])
     assert summary["status"] == "completed" and summary["skipped_steps"] == 1
-    assert [(s, v) for s, v in scalars(tmp_path)["train/skipped_steps"]] == [(2, 0), (4, 0), (6, 1)]
-    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert [(s, v) for s, v in scalars(run_dir)["train/skipped_steps"]] == [(2, 0), (4, 0), (6, 1)]
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert all(t.isfinite().all() for t in state["model"].values())
 
 
@@ -131,14 +130,10 @@ def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path):
     assert not (tmp_path / "outputs" / "runs" / "b" / "checkpoints").exists()
 
 
-def _run(tmp_path, name, overrides, **status):
-    """A finished or stopped run directory with its .hydra/config.yaml, as vae-train leaves it."""
-    cfg = compose_config([*TINY, "trainer.max_steps=4", *overrides])
-    run_dir = tmp_path / "runs" / name
-    (run_dir / ".hydra").mkdir(parents=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    train(cfg, run_dir)
-    return cfg, run_dir
+def _run(tmp_path, name, overrides):
+    """(config, directory) of a finished or stopped run of four tiny steps under tmp_path/runs."""
+    run = trained_run(tmp_path / "runs" / name, [*TINY, "trainer.max_steps=4", *overrides])
+    return run.cfg, run.dir
 
 
 def test_resume_auto_picks_the_newest_unfinished_run_of_the_same_config(tmp_path):
@@ -208,7 +203,9 @@ def test_resuming_a_finished_run_logs_nothing_twice(tmp_path):
     cfg.resume = str(run_dir)
     after = train(cfg, run_dir)
     assert [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()] == [3, 4]
-    assert all(len(steps) == len(set(steps)) for steps in ([s for s, _ in v] for v in scalars(run_dir).values()))
+    logged = scalars(run_dir)
+    assert "train/elbo" in logged and "val/elbo" in logged
+    assert all(len(steps) == len(set(steps)) for steps in ([s for s, _ in v] for v in logged.values()))
     assert after["elbo"] == before["elbo"] and after["steps"] == before["steps"] == 4
 
 
@@ -224,16 +221,57 @@ def test_torn_metrics_line_is_dropped_on_resume(tmp_path):
 UNSAFE = re.compile(r"\bimport (c?pickle|dill|cloudpickle|joblib|shelve|marshal)\b|pickle\.loads?\(|joblib\.load"
                     r"|weights_only\s*=\s*False|allow_pickle\s*=\s*True|(?<![.\w])(eval|exec)\("
                     r"|yaml\.unsafe_load\(|yaml\.load\([^)]*(Unsafe|Full|yaml\.Loader)|yaml\.load\((?![^)]*Loader)")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sources():
+    return sorted({*ROOT.glob("vae_lab/**/*.py"), *ROOT.glob("scripts/*.py"), *ROOT.glob("tests/*.py")})
+
+
+def unsafe_torch_loads(source, filename):
+    """file:line of each torch.load(...) without the keyword weights_only=True (a literal True), and of each
+    `from torch import load` (a call to it would escape this check)."""
+    lines = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.ImportFrom) and node.module == "torch" and any(a.name == "load" for a in node.names):
+            lines.append(node.lineno)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"
+                and not any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                            for k in node.keywords)):
+            lines.append(node.lineno)
+    return [f"{filename}:{n}" for n in sorted(lines)]
+
+
+def test_every_torch_load_passes_weights_only_true():
+    """torch.load of a checkpoint unpickles arbitrary objects unless weights_only=True; ruff has no rule for it."""
+    paths = sources()
+    assert len(paths) > 20 and ROOT / "vae_lab" / "checkpoint.py" in paths
+    offenders = [hit for path in paths for hit in unsafe_torch_loads(path.read_text(), str(path.relative_to(ROOT)))]
+    assert offenders == []
+
+
+def test_the_torch_load_check_finds_bad_calls():
+    bad = """import torch
+from torch import load
+torch.load(path)
+torch.load(path, weights_only=False)
+torch.load(path, weights_only=flag)
+torch.load(path, weights_only="True")
+torch.load(path, **options)
+state = dict(a=torch.load(path, map_location="cpu"))
+"""
+    good = "import numpy, torch\ntorch.load(p, map_location='cpu', weights_only=True)\nnumpy.load(p)\nmodel.load(p)\n"
+    assert unsafe_torch_loads(bad, "bad.py") == [f"bad.py:{n}" for n in range(2, 9)]
+    assert unsafe_torch_loads(good, "good.py") == []
 
 
 def test_nothing_unpickles_arbitrary_objects():
-    root = Path(__file__).resolve().parents[1]
-    for path in [*root.glob("vae_lab/**/*.py"), *root.glob("scripts/*.py"), *root.glob("tests/*.py")]:
-        if path == Path(__file__).resolve():  # the patterns themselves
-            continue
+    paths = [p for p in sources() if p != Path(__file__).resolve()]  # not the patterns themselves
+    assert len(paths) > 20
+    for path in paths:
         for n, line in enumerate(path.read_text().splitlines(), 1):
             assert not UNSAFE.search(line), f"{path}:{n}: {line.strip()}"
-            assert "torch.load(" not in line or "weights_only=True" in line, f"{path}:{n}: {line.strip()}"
 
 
 def test_checkpoint_restores_every_random_state(tmp_path):

@@ -4,10 +4,10 @@ import subprocess
 
 import pytest
 import yaml
+from conftest import TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import TINY
 from vae_lab import sweep, threads
 from vae_lab.checks import ConfigError
 from vae_lab.config import CONFIG_DIR
@@ -87,7 +87,9 @@ def test_each_run_is_one_hparams_session(basic_sweep):
     from tensorboard.plugins.hparams import metadata
 
     sessions = {}
-    for p in basic_sweep[0].rglob(".hydra"):
+    jobs = list(basic_sweep[0].rglob(".hydra"))
+    assert len(jobs) == 3
+    for p in jobs:
         acc = EventAccumulator(str(p.parent))
         acc.Reload()
         content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
@@ -111,7 +113,9 @@ def test_joblib_jobs_share_the_cores(tmp_path):
     sums = summaries(sweep_dir)
     assert [s["status"] for s in sums.values()] == ["completed"] * 2
     expected = max(threads.cores() // 2, 1)
-    for log in sweep_dir.rglob("train.log"):
+    logs = list(sweep_dir.rglob("train.log"))
+    assert len(logs) == 2, logs  # one per job
+    for log in logs:
         assert f"torch threads: {expected} ({threads.cores()} cores / 2 parallel jobs)" in log.read_text()
 
 

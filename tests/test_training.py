@@ -3,24 +3,16 @@ import json
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from conftest import TINY, compose_config, scalars, trained_run
 
-from conftest import TINY, compose_config
 from vae_lab.checks import ConfigError
 from vae_lab.train import train
 
 
-def scalars(run_dir):
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run")
-    summary = train(compose_config(TINY), run_dir)
-    return run_dir, summary
+    run = trained_run(tmp_path_factory.mktemp("run") / "run", TINY)
+    return run.dir, run.summary
 
 
 def test_run_writes_every_file(tiny_run):
@@ -28,7 +20,6 @@ def test_run_writes_every_file(tiny_run):
     for name in ("metrics.jsonl", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt",
                  "figures/reconstructions.png", "figures/prior_samples.png"):
         assert (run_dir / name).stat().st_size > 0, name
-    assert list(run_dir.glob("events.out.tfevents.*"))
     saved = json.loads((run_dir / "summary.json").read_text())
     for key in ("elbo", "recon_nll", "kl", "active_units", "steps", "wall_s", "images_per_s"):
         assert key in saved, key
@@ -38,6 +29,24 @@ def test_run_writes_every_file(tiny_run):
     assert [l["step"] for l in lines] == [3, 6]
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 6 and {"model", "optimizer", "rng"} <= state.keys()
+
+
+def test_one_events_file_holds_the_hparams_and_each_step_once(tiny_run):
+    """The HParams session goes into the run's own events file (not a sub-run), and no train/ scalar is logged twice."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import metadata
+
+    [events] = tiny_run[0].glob("events.out.tfevents.*")
+    plugin_tags, train_steps = set(), []
+    for event in EventFileLoader(str(events)).Load():
+        for value in event.summary.value:
+            if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
+                plugin_tags.add(value.tag)
+            if value.tag.startswith("train/"):
+                train_steps.append((value.tag, event.step))
+    assert {metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG} <= plugin_tags
+    assert ("train/elbo", 6) in train_steps and len(train_steps) == len(set(train_steps))
+    assert list(tiny_run[0].rglob("events.out.tfevents.*")) == [events]  # no sub-run directory either
 
 
 def test_logged_elbo_is_minus_recon_plus_kl(tiny_run):
@@ -55,24 +64,22 @@ def test_reported_elbo_ignores_the_kl_weight(tmp_path):
     """beta changes the loss, not the ELBO: at step 1 (same parameters) the logged ELBO is identical."""
     runs = {}
     for beta in (1.0, 8.0):
-        cfg = compose_config([*TINY, f"kl.beta={beta}", "trainer.max_steps=1", "trainer.log_every=1"])
-        train(cfg, tmp_path / str(beta))
-        runs[beta] = scalars(tmp_path / str(beta))
+        run = trained_run(tmp_path / str(beta), [*TINY, f"kl.beta={beta}", "trainer.max_steps=1", "trainer.log_every=1"])
+        runs[beta] = scalars(run.dir)
     assert runs[1.0]["train/elbo"] == runs[8.0]["train/elbo"]
     assert runs[1.0]["train/loss"] != runs[8.0]["train/loss"]
 
 
 def test_mean_reduction_logs_effective_beta(tmp_path):
-    train(compose_config([*TINY, "loss.reduction=mean", "kl.beta=2"]), tmp_path)
-    logged = scalars(tmp_path)
+    logged = scalars(trained_run(tmp_path / "run", [*TINY, "loss.reduction=mean", "kl.beta=2"]).dir)
     assert logged["train/effective_beta"][0][1] == pytest.approx(2 * 64 * 64)
 
 
 def test_resume_reaches_the_same_parameters(tmp_path):
-    straight = compose_config([*TINY, "dataset.binarize=dynamic", "trainer.max_steps=10", "trainer.epochs=2"])
-    train(straight, tmp_path / "straight")
-    stopped = compose_config([*TINY, "dataset.binarize=dynamic", "trainer.max_steps=10", "trainer.epochs=2", "trainer.stop_at_step=4"])
-    assert train(stopped, tmp_path / "split")["status"] == "stopped"
+    longer = [*TINY, "dataset.binarize=dynamic", "trainer.max_steps=10", "trainer.epochs=2"]
+    trained_run(tmp_path / "straight", longer)
+    _, stopped, summary = trained_run(tmp_path / "split", [*longer, "trainer.stop_at_step=4"])
+    assert summary["status"] == "stopped"
     stopped.resume = str(tmp_path / "split")
     train(stopped, tmp_path / "split")
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
@@ -96,7 +103,7 @@ def test_speed_options_train_the_same_model(option, tolerance, tiny_run, tmp_pat
     from torch._dynamo.utils import counters
 
     counters.clear()
-    summary = train(compose_config([*TINY, option]), tmp_path / "run")
+    summary = trained_run(tmp_path / "run", [*TINY, option]).summary
     assert summary["status"] == "completed" and summary["steps"] == tiny_run[1]["steps"]
     for key in ("elbo", "recon_nll"):
         assert summary[key] == pytest.approx(tiny_run[1][key], rel=tolerance), key
@@ -112,18 +119,21 @@ def test_no_host_sync_between_logging_steps(monkeypatch, tmp_path):
     from vae_lab.data.sprites import Sprites
 
     events = []
+
+    def spy(name, real):
+        def read(self, *args, **kwargs):
+            events.append(name)
+            return real(self, *args, **kwargs)
+        return read
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__", "__format__"):
-        def read(self, *args, _real=getattr(torch.Tensor, name), _name=name, **kwargs):
-            events.append(_name)
-            return _real(self, *args, **kwargs)
-        monkeypatch.setattr(torch.Tensor, name, read)
+        monkeypatch.setattr(torch.Tensor, name, spy(name, getattr(torch.Tensor, name)))
 
     def batch(self, split, index, generator=None, _real=Sprites.batch):
         events.append(f"{split} batch")
         return _real(self, split, index, generator)
     monkeypatch.setattr(Sprites, "batch", batch)
     every = [f"trainer.{k}=20" for k in ("log_every", "eval_every", "checkpoint_every")]
-    train(compose_config([*TINY, "trainer.epochs=3", "trainer.max_steps=20", *every]), tmp_path / "run")
+    trained_run(tmp_path / "run", [*TINY, "trainer.epochs=3", "trainer.max_steps=20", *every])
     steps = [i for i, e in enumerate(events) if e == "train batch"]
     assert len(steps) == 20 and set(events[steps[0]:steps[-1]]) == {"train batch"}
     assert set(events[steps[-1]:]) - {"train batch", "val batch"}  # the last step's logging does read: the check works
