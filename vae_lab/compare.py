@@ -18,8 +18,9 @@ from vae_lab import rundir
 from vae_lab.checks import ConfigError
 from vae_lab.rundir import Status
 
-VAL_FIGURES = ("elbo", "recon_nll", "kl", "active_units")  # the table's summary.json columns, as val/<name>
-SUMMARY_VAL = {*VAL_FIGURES, "bits_per_dim", "images"}  # summary.json keys that are validation figures
+# the table's summary.json columns, as val/<name>: the ELBO's terms, then the KL's decomposition
+VAL_FIGURES = ("elbo", "recon_nll", "kl", "index_code_mi", "total_correlation", "dimwise_kl", "active_units")
+SUMMARY_VAL = {*VAL_FIGURES, "bits_per_dim", "images", "decomposition_images", "mig"}  # validation figures
 # eval.json keys (written by vae-eval) that say how it was evaluated rather than what was found: not table columns
 EVAL_BOOKKEEPING = {"run", "checkpoint", "step", "split", "prior", "kl_estimate", "collapse_reason", "images",
                     "decomposition_images", "decomposition_note", "iwae_k", "iwae_images", "iwae_elbo",

@@ -58,6 +58,7 @@ class Sprites(ImageData):
     """dSprites' factor grid; seeded test/val/train splits of the 737,280 grid indices."""
 
     shape = (1, IMAGE, IMAGE)
+    binary = True  # every pixel 0 or 1: a Bernoulli is a probability of them, and its -ELBO a code length
     factor_names = FACTOR_NAMES
     factor_sizes = FACTOR_SIZES
 
