@@ -59,6 +59,13 @@ def options(argv):
     if opts.decomposition_images is not None:
         positive_int("decomposition_images", opts.decomposition_images)
     choice("pictures", opts.pictures, (True, False))
+    from vae_lab.disentanglement import METRICS, PRESETS
+
+    if not OmegaConf.is_list(opts.metrics):
+        raise ConfigError(f"metrics={opts.metrics}: must be a list, e.g. metrics=[mig_dlib,dci] (or [] for none)")
+    for name in opts.metrics:
+        choice("metrics", name, tuple(METRICS))
+    choice("metric_sizes", opts.metric_sizes, tuple(PRESETS))
     return opts
 
 
@@ -95,6 +102,8 @@ def run(opts):
     figures = measure(model, data, "test", opts.max_images, opts.batch_size, seed=seed,
                        iwae_k=opts.iwae.k, iwae_images=opts.iwae.images, iwae_chunk=opts.iwae.chunk,
                        decomposition_images=opts.decomposition_images, progress=True)
+    if data.factor_names and opts.metrics:
+        figures.update(disentanglement_figures(model, data, list(opts.metrics), opts.metric_sizes, seed))
     evaluate_s = time.perf_counter() - start
     runlog = RunLog(run_dir)
     runlog.figures("test", figures, step)
@@ -113,6 +122,31 @@ def run(opts):
     return result
 
 
+# The headline number of each metric's result, as a flat eval.json key (vae-compare's columns and plots).
+HEADLINES = {"mig_dlib": ("score",), "mig_chen": ("score",), "factor_vae": ("eval_accuracy",),
+             "dci": ("disentanglement", "completeness", "informativeness_test"), "sap": ("score",),
+             "beta_vae": ("eval_accuracy",)}
+
+
+def disentanglement_figures(model, data, metrics, sizes, seed):
+    """{"disentanglement": every metric's full result with its protocol, <metric>[_<part>]: the headline figures}."""
+    from vae_lab.disentanglement import disentanglement
+
+    was_training = model.training
+    model.eval()
+    try:
+        full = disentanglement(lambda x: tuple(t.float() for t in model.encoder(x)), data, metrics=metrics,
+                               sizes=sizes, seed=seed)
+    finally:
+        model.train(was_training)
+    flat = {}
+    for name in metrics:
+        parts = HEADLINES[name]
+        for part in parts:
+            flat[name if len(parts) == 1 else f"{name}_{part}"] = float(full[name][part])
+    return {**flat, "disentanglement": full}
+
+
 def table(r):
     """The short report printed at the end."""
     rows = [("elbo", f"{r['elbo']:.2f}"), ("recon_nll", f"{r['recon_nll']:.2f}"),
@@ -127,12 +161,18 @@ def table(r):
              ("dimwise_kl", "n/a (prior not factorised)" if r["dimwise_kl"] is None else f"{r['dimwise_kl']:.3f}"),
              ("active_units", f"{r['active_units']} of {len(r['posterior_mean_var'])}"),
              ("kl per dim, sorted", "  ".join(f"z{j} {v:.2f}" for j, v in r["kl_per_dim_sorted"][:10])),
-             ("mig", "n/a (no ground-truth factors)" if r["mig"] is None else f"{r['mig']:.3f}"),
+             ("mig (val-style, test split)", "n/a (no ground-truth factors)" if r["mig"] is None else f"{r['mig']:.3f}"),
+             *((k, f"{r[k]:.3f}") for k in _headline_keys(r)),
              ("collapse", f"{r['collapse']} ({r['collapse_reason']})")]
     width = max(len(k) for k, _ in rows)
     head = (f"{r['run']}: {r['checkpoint']} (step {r['step']}), {r['images']} test images, nats per image, "
             f"{r['wall_s']:.1f} s")
     return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows), f"wrote {Path(r['run']) / 'eval.json'}"])
+
+
+def _headline_keys(r):
+    return [k for name, parts in HEADLINES.items() for k in ([name] if len(parts) == 1 else
+                                                               [f"{name}_{p}" for p in parts]) if k in r]
 
 
 def main(argv=None):
