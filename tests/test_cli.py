@@ -59,8 +59,6 @@ def test_bad_values_name_their_key(override, message, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="vae_lab.config.check_root accepts an integer-valued float "
-                   "(positive_int passes 32.0) but leaves it a float in the config: a TypeError inside train/measure")
 @pytest.mark.parametrize("override", ["trainer.batch_size=32.0", "eval.batch_size=1e39"])
 def test_integer_valued_floats_train_or_are_refused_in_one_line(override, tmp_path):
     """Found by test_properties (Hypothesis draws 1e39): either such a value works as the integer, or it is refused."""

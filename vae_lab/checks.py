@@ -1,6 +1,6 @@
 """Argument checks that turn a bad config value into one readable line."""
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 
 class ConfigError(ValueError):
@@ -15,8 +15,8 @@ def number(key, value, *, low=None, high=None, low_open=False, integer=False):
     """Return `value` if it is a finite number in range, else raise ConfigError naming `key`."""
     kind = "an integer" if integer else "a number"
     ok = isinstance(value, Real) and not isinstance(value, bool)
-    if ok and integer:
-        ok = float(value).is_integer()
+    if ok and integer:  # an int, not 32.0: a float that passed would stay a float in the config the run uses
+        ok = isinstance(value, Integral)
     if ok:
         ok = math.isfinite(value)
     if ok and low is not None:
