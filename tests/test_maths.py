@@ -200,3 +200,17 @@ def test_tcvae_with_unit_weights_is_the_elbo_objective_up_to_estimator_error():
     # beta weights only the total correlation
     part4, parts4 = P.TCVAE(dataset_size=10_000)(terms, 4.0, 0)
     torch.testing.assert_close(part4 - part, 3 * parts4["beta_tc"] / 4)
+
+
+def test_burda_learning_rate_schedule_in_epochs():
+    """Burda et al. 2016: 3^i epochs at 0.001 * 10^(-i/7), i = 0..7, then the last rate."""
+    from vae_lab.schedulers import EpochPhases
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = EpochPhases(opt, steps_per_epoch=10)
+    start = 0
+    for i in range(8):
+        for epoch in (start, start + 3**i - 1):  # first and last epoch of phase i
+            assert sched.factor(epoch * 10) == pytest.approx(10 ** (-i / 7)), (i, epoch)
+        start += 3**i
+    assert start == 3280 and sched.factor(10**9) == pytest.approx(0.1)

@@ -1,4 +1,5 @@
 """Instantiate config groups through Hydra's `_target_`, turning a bad value into one line naming its key."""
+import inspect
 import logging
 import re
 
@@ -50,6 +51,18 @@ def build_model(cfg, data):
     if not model.prior.analytic_kl:
         log.info("prior %s: %s", type(model.prior).__name__, MC_KL_NOTE)
     return model
+
+
+def build_scheduler(cfg, optimizer, steps_per_epoch):
+    """The `scheduler` group's partial finished with the optimizer (and steps_per_epoch where the class takes it)."""
+    make = build("scheduler", cfg.scheduler)
+    extra = {"steps_per_epoch": steps_per_epoch} if "steps_per_epoch" in inspect.signature(make.func).parameters else {}
+    try:
+        return make(optimizer, **extra)
+    except ConfigError as e:
+        raise ConfigError(f"scheduler.{e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"scheduler: {first_line(e)} (config: {OmegaConf.to_container(cfg.scheduler)})") from None
 
 
 def build_optimizer(cfg, model):

@@ -1,5 +1,6 @@
 """Validation and test figures, in nats per image; one definition used by training and evaluation."""
 import logging
+import math
 import sys
 import time
 
@@ -87,7 +88,9 @@ def measure(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_k
         n_iwae = min(n, iwae_images or n)
         figures.update(iwae(model, data, split, n_iwae, batch_size, iwae_k, iwae_chunk, g_iwae, progress))
         figures["iwae_elbo"] = float(torch.cat(elbos)[:n_iwae].mean())  # the ELBO on the IWAE's images
-    if data.factor_names:
+    if data.factor_names and not torch.isfinite(means).all():  # a diverged model: reported as such, not binned
+        figures["mig"], figures["mig_per_factor"] = math.nan, {}
+    elif data.factor_names:
         figures["mig"], figures["mig_per_factor"] = mig(means, torch.cat(factors), list(data.factor_names))
     model.train(was_training)
     return figures

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from vae_lab import checkpoint, rundir, runs, sweep
-from vae_lab.build import build, build_model, build_optimizer
+from vae_lab.build import build, build_model, build_optimizer, build_scheduler
 from vae_lab.checks import ConfigError, first_line, resolve_device
 from vae_lab.config import CONFIG_DIR, check_root, register_resolvers
 from vae_lab.diagnostics import CollapseWatch
@@ -43,6 +43,7 @@ class State:
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler  # stepped once per training step
     penalty: torch.nn.Module  # the KL penalty: parameters of its own for adversarial ones (none of vae_lab's)
     generators: dict  # torch.Generator per random stream: reparameterisation noise, dynamic binarisation
     means: TrainingMeans  # train/ figures of the steps since the last log
@@ -53,6 +54,7 @@ class State:
     def state_dict(self):
         """Call after guard.problem(): every recorded step has then reached the means."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
                 "penalty": self.penalty.state_dict(), "step": self.step,
                 "best_elbo": self.best_elbo, "rng": checkpoint.rng_state(self.generators),
                 "record": {**self.means.state_dict(), "skipped": self.guard.skipped}}
@@ -60,6 +62,8 @@ class State:
     def load_state_dict(self, state):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:  # checkpoints from before the scheduler group: a constant rate, nothing to restore
+            self.scheduler.load_state_dict(state["scheduler"])
         self.penalty.load_state_dict(state.get("penalty", {}))
         checkpoint.set_rng_state(state["rng"], self.generators)
         self.means.load_state_dict(state["record"])
@@ -107,7 +111,8 @@ def setup(cfg, run_dir):
         raise ConfigError(f"penalty={type(penalty).__name__}: needs a factorised prior for its dimension-wise KL "
                           f"(prior=normal), not {type(model.prior).__name__}")
     means = TrainingMeans(penalty.names, device)
-    state = State(model, build_optimizer(cfg, model), penalty,
+    optimizer = build_optimizer(cfg, model)
+    state = State(model, optimizer, build_scheduler(cfg, optimizer, steps_per_epoch), penalty,
                   {name: torch.Generator(device=device).manual_seed(cfg.seed * 7919 + i)
                    for i, name in enumerate(("noise", "binarize"))},
                   means, NonFiniteGuard(model, t.nonfinite == "skip", means))
@@ -157,6 +162,7 @@ def train_step(run, x):
     if s.guard.record(s.step, loss, terms, parts, weight):  # False: trainer.nonfinite=skip
         s.optimizer.step()
         s.penalty.update(terms, s.step)
+    s.scheduler.step()
     s.step += 1
 
 
@@ -206,7 +212,8 @@ def log_training(run, images_per_s, bar):
     """train/ figures: the ELBO's terms, the loss and each weighted term of the penalty, and the KL weight."""
     m = run.state.means.pop()
     rec, kl = m.pop("recon_ll"), m["kl"]
-    scalars = {"elbo": rec - kl, "recon_nll": -rec, **m, "images_per_s": images_per_s}
+    scalars = {"elbo": rec - kl, "recon_nll": -rec, **m, "lr": run.state.scheduler.get_last_lr()[0],
+               "images_per_s": images_per_s}
     if run.recon_scale != 1.0:
         scalars["effective_beta"] = m["kl_weight"] / run.recon_scale
     if run.state.guard.skip:
