@@ -151,3 +151,13 @@ def test_bad_arguments_exit_with_one_line(args, message, run_dir, tmp_path):
     text = str(e.value)
     assert text.startswith("vae-eval: error: ") and message in text and "\n" not in text, text
     assert _snapshot(run_dir) == before and not (tmp_path / "nowhere").exists()
+
+
+def test_a_sweep_jobs_directory_with_equals_signs(run_dir, tmp_path, capsys):
+    """A sweep names its jobs kl.beta=4/seed=0: such a path is a value Hydra's override grammar must get quoted."""
+    import shutil
+
+    job = tmp_path / "kl.beta=4" / "seed=0"
+    shutil.copytree(run_dir, job)
+    evaluate.main([f"run={job}", *TINY_EVAL, "pictures=false", "metrics=[]"])
+    assert (job / "eval.json").is_file() and str(job) in capsys.readouterr().out

@@ -36,7 +36,7 @@ def options(argv):
             raise ConfigError(f"{arg!r}: arguments are key=value, e.g. run=outputs/runs/<date>/<time>")
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=PROG):
-            opts = compose("evaluate", overrides=list(argv))
+            opts = compose("evaluate", overrides=[_quoted(arg) for arg in argv])
     except HydraException as e:  # a bad override or an unknown key: Hydra's message, first line
         raise ConfigError(f"{first_line(e)} (keys: {', '.join(_keys(OmegaConf.to_container(base)))})") from None
     if OmegaConf.is_missing(opts, "run"):
@@ -67,6 +67,15 @@ def options(argv):
         choice("metrics", name, tuple(METRICS))
     choice("metric_sizes", opts.metric_sizes, tuple(PRESETS))
     return opts
+
+
+def _quoted(arg):
+    """`key=value` with the value quoted when it holds a `=`, as a sweep job's directory does
+    (run=outputs/sweeps/<date>/kl.beta=4/seed=0): Hydra's override grammar takes `=` only inside quotes."""
+    key, _, value = arg.partition("=")
+    if "=" not in value or value[:1] in "'\"":
+        return arg
+    return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _keys(node, prefix=""):
