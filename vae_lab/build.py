@@ -5,7 +5,7 @@ import re
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from vae_lab.checks import ConfigError, first_line
@@ -17,12 +17,18 @@ from vae_lab.resources import check_fits
 log = logging.getLogger("vae_lab")
 
 
-def build(group, node, **runtime):
-    """instantiate(node, **runtime); a ConfigError raised by the class comes back prefixed with `group`."""
+def build(group, node, optional=None, **runtime):
+    """instantiate(node, **runtime); a ConfigError raised by the class comes back prefixed with `group`.
+    `optional` run-time sizes are passed only to a class whose constructor takes them (e.g. steps_per_epoch)."""
     if node is None or "_target_" not in node:
         raise ConfigError(f"{group}: no `_target_` in its config; choose an option of the `{group}` group")
     try:
+        if optional:
+            params = inspect.signature(get_object(node._target_)).parameters
+            runtime.update({k: v for k, v in optional.items() if k in params})
         return instantiate(node, **runtime)
+    except ImportError as e:  # get_object: no such module or class
+        raise ConfigError(f"{group}._target_={node._target_}: {first_line(e)}") from None
     except InstantiationException as e:
         cause = e.__cause__
         if isinstance(cause, ConfigError):
@@ -55,10 +61,9 @@ def build_model(cfg, data):
 
 def build_scheduler(cfg, optimizer, steps_per_epoch):
     """The `scheduler` group's partial finished with the optimizer (and steps_per_epoch where the class takes it)."""
-    make = build("scheduler", cfg.scheduler)
-    extra = {"steps_per_epoch": steps_per_epoch} if "steps_per_epoch" in inspect.signature(make.func).parameters else {}
+    make = build("scheduler", cfg.scheduler, optional={"steps_per_epoch": steps_per_epoch})
     try:
-        return make(optimizer, **extra)
+        return make(optimizer)
     except ConfigError as e:
         raise ConfigError(f"scheduler.{e}") from None
     except (TypeError, ValueError) as e:

@@ -93,9 +93,14 @@ def status(run_dir):
     return Status(value) if value in Status._value2member_map_ else value
 
 
-def json_safe(values):
-    """JSON has no NaN or Infinity: such values become strings ("nan", "inf") so the file stays valid JSON."""
-    return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in values.items()}
+def json_safe(value):
+    """JSON has no NaN or Infinity: such values, at any depth, become strings ("nan", "inf") so the file stays
+    valid JSON (a diverged run's kl_per_dim holds them)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def write_json(path, values):

@@ -105,7 +105,7 @@ def setup(cfg, run_dir):
     t = SimpleNamespace(**OmegaConf.to_container(cfg.trainer, resolve=True))
     steps_per_epoch = math.ceil(data.size("train") / t.batch_size)
     total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
-    kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1))
+    kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1), optional={"steps_per_epoch": steps_per_epoch})
     penalty = build("penalty", cfg.penalty, dataset_size=data.size("train")).to(device)
     if penalty.needs_factorised_prior and not model.prior.factorised:
         raise ConfigError(f"penalty={type(penalty).__name__}: needs a factorised prior for its dimension-wise KL "
