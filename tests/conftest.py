@@ -20,7 +20,8 @@ TINY = [
     "eval.max_images=64", "encoder.hidden=[32]", "decoder.hidden=[32]", "latent_dim=4",
 ]
 # vae-eval options for a quick evaluation of such a run, and the figures every evaluation draws.
-TINY_EVAL = ["iwae.k=4", "max_images=48"]
+# vae-eval in seconds: the two quickest disentanglement metrics (test_evaluate runs all of them once, on small samples)
+TINY_EVAL = ["iwae.k=4", "max_images=48", "metrics=[mig_dlib,sap]", "metric_sizes={mig_dlib:{n:500},sap:{n_train:300,n_test:200}}"]
 EVAL_FIGURES = {"reconstructions", "prior_samples", "traversals", "kl_per_dim"}
 
 

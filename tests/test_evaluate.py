@@ -142,6 +142,10 @@ def test_bad_checkpoint_exits_with_one_line_and_writes_nothing(breaker, message,
     (["RUN"], "arguments are key=value"),
     (["run=RUN", "iwae=3"], "iwae=3: iwae holds keys"),
     (["run=NOWHERE"], "not a vae_lab run directory"),
+    (["run=RUN", "metrics=[mig,dci]"], "metrics='mig': must be one of mig_dlib"),
+    (["run=RUN", "metrics=dci"], "metrics=dci: must be a list"),
+    (["run=RUN", "metric_sizes=huge"], "metric_sizes='huge': must be one of"),
+    (["run=RUN", "metric_sizes={dci:{n_trees:5}}"], "metric_sizes.dci='n_trees': must be one of"),
 ])
 def test_bad_arguments_exit_with_one_line(args, message, run_dir, tmp_path):
     args = [a.replace("RUN", str(run_dir)).replace("NOWHERE", str(tmp_path / "nowhere")) for a in args]
@@ -161,3 +165,20 @@ def test_a_sweep_jobs_directory_with_equals_signs(run_dir, tmp_path, capsys):
     shutil.copytree(run_dir, job)
     evaluate.main([f"run={job}", *TINY_EVAL, "pictures=false", "metrics=[]"])
     assert (job / "eval.json").is_file() and str(job) in capsys.readouterr().out
+
+
+def test_every_disentanglement_metric_on_small_samples(run_dir, tmp_path, capsys):
+    """All six metrics through vae-eval, with the sizes given as a mapping over the full protocol."""
+    from vae_lab.disentanglement import METRICS
+
+    run = _copy_run(run_dir, tmp_path)
+    sizes = ("{mig_dlib:{n:500},mig_chen:{n_images:300,n_samples:200},factor_vae:{n_var:300,n_train:40,n_eval:20},"
+             "dci:{n_train:200,n_test:100,n_estimators:5},sap:{n_train:200,n_test:100},beta_vae:{n_train:40,n_eval:20}}")
+    evaluate.main([f"run={run}", "iwae.k=0", "max_images=48", "pictures=false", f"metric_sizes={sizes}"])
+    result = json.loads((run / "eval.json").read_text())
+    assert set(result["disentanglement"]["protocol"]) == set(METRICS)
+    assert result["disentanglement"]["protocol"]["dci"]["n_train"] == 200  # the mapping reached the metric
+    for key in ("mig_dlib", "mig_chen", "factor_vae", "dci_disentanglement", "dci_completeness", "sap", "beta_vae"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert result["disentanglement"]["sklearn_version"]
+    assert "dci_disentanglement" in capsys.readouterr().out

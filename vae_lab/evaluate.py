@@ -59,13 +59,22 @@ def options(argv):
     if opts.decomposition_images is not None:
         positive_int("decomposition_images", opts.decomposition_images)
     choice("pictures", opts.pictures, (True, False))
-    from vae_lab.disentanglement import METRICS, PRESETS
+    from vae_lab.disentanglement import FULL, METRICS, PRESETS
 
     if not OmegaConf.is_list(opts.metrics):
         raise ConfigError(f"metrics={opts.metrics}: must be a list, e.g. metrics=[mig_dlib,dci] (or [] for none)")
     for name in opts.metrics:
         choice("metrics", name, tuple(METRICS))
-    choice("metric_sizes", opts.metric_sizes, tuple(PRESETS))
+    sizes = opts.metric_sizes
+    if OmegaConf.is_dict(sizes):  # {metric: {size: value}} over the full protocol, e.g. metric_sizes={dci:{n_train:500}}
+        for name, given in sizes.items():
+            choice("metric_sizes", name, tuple(METRICS))
+            for key, value in (given or {}).items():
+                choice(f"metric_sizes.{name}", key, tuple(FULL[name]))
+                if value is not None:
+                    positive_int(f"metric_sizes.{name}.{key}", value)
+    else:
+        choice("metric_sizes", sizes, tuple(PRESETS))
     return opts
 
 
@@ -112,7 +121,9 @@ def run(opts):
                        iwae_k=opts.iwae.k, iwae_images=opts.iwae.images, iwae_chunk=opts.iwae.chunk,
                        decomposition_images=opts.decomposition_images, progress=True)
     if data.factor_names and opts.metrics:
-        figures.update(disentanglement_figures(model, data, list(opts.metrics), opts.metric_sizes, seed))
+        sizes = opts.metric_sizes
+        sizes = OmegaConf.to_container(sizes) if OmegaConf.is_dict(sizes) else sizes
+        figures.update(disentanglement_figures(model, data, list(opts.metrics), sizes, seed))
     evaluate_s = time.perf_counter() - start
     runlog = RunLog(run_dir)
     runlog.figures("test", figures, step)
