@@ -203,8 +203,11 @@ def main(argv=None):
         print((Path(CONFIG_DIR) / "evaluate.yaml").read_text())
         return
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        result = run(options(argv))
+        with logging_redirect_tqdm():  # a warning on its own line, not inside a progress bar
+            result = run(options(argv))
     except ConfigError as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
     print(table(result))
