@@ -23,7 +23,7 @@ VAL_FIGURES = ("elbo", "recon_nll", "kl", "index_code_mi", "total_correlation", 
 SUMMARY_VAL = {*VAL_FIGURES, "bits_per_dim", "images", "decomposition_images", "mig"}  # validation figures
 # eval.json keys (written by vae-eval) that say how it was evaluated rather than what was found: not table columns
 EVAL_BOOKKEEPING = {"run", "checkpoint", "step", "split", "prior", "kl_estimate", "collapse_reason", "images",
-                    "decomposition_images", "decomposition_note", "iwae_k", "iwae_images", "iwae_elbo",
+                    "decomposition_images", "decomposition_note", "bits_per_dim_note", "iwae_k", "iwae_images", "iwae_elbo",
                     "evaluate_s", "wall_s"}
 NOT_RUNS = {".hydra", ".submitit", "checkpoints", "figures"}
 
@@ -176,7 +176,8 @@ def csv_table(cols, table):
 
 
 def label(run, keys):
-    return ",".join(f"{k}={fmt(run.overrides.get(k))}" for k in keys) or run.path.name
+    # a run that did not override a key has the config's value (e.g. its group's option): name it by that
+    return ",".join(f"{k}={fmt(run.overrides.get(k, run.values.get(k)))}" for k in keys) or run.path.name
 
 
 def plot(runs, out_dir):
