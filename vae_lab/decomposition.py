@@ -56,7 +56,8 @@ def log_density_matrix(z, mean, log_var):
 
 
 @torch.no_grad()
-def decompose(mean, log_var, generator=None, prior_log_prob_per_dim=None, factorised=True, chunk=1024, z=None):
+def decompose(mean, log_var, generator=None, prior_log_prob_per_dim=None, factorised=True, chunk=1024, z=None,
+              progress=False):
     """MI, TC and dim-KL (nats per image) of the N posteriors N(mean_n, exp(log_var_n)) given, (N, D) each.
 
     One z_i ~ q(z|n_i) per image (or `z`, (N, D), if given); log q(z_i) = logsumexp_n log q(z_i|n) - log N over all N
