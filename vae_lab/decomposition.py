@@ -33,6 +33,7 @@ inequality), most for the joint q(z_i), whose mass sits on the few images near z
 little low, and the bias falls roughly as 1/M.
 """
 import math
+import sys
 
 import torch
 
@@ -88,7 +89,12 @@ def decompose(mean, log_var, generator=None, prior_log_prob_per_dim=None, factor
     const = -0.5 * (math.log(2 * math.pi) + log_var)  # (N, D)
     rows = max(1, min(chunk, BLOCK_ELEMENTS // (n * d)))
     log_qz, log_qz_dims = [], []
-    for start in range(0, n, rows):
+    starts = range(0, n, rows)
+    if progress:  # O(N² D): seconds for a few thousand images, minutes for tens of thousands
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=f"KL decomposition, N={n}", unit="block", file=sys.stderr, dynamic_ncols=True)
+    for start in starts:
         block = z[start : start + rows, None, :] - mean  # (rows, N, D)
         block.square_().mul_(precision).mul_(-0.5).add_(const)  # log q(z_ij | n), in place: one block in memory
         log_qz.append(torch.logsumexp(block.sum(2), dim=1))  # (rows,)

@@ -63,7 +63,7 @@ def measure(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_k
     active = active_units(means)
     verdict, reason = collapse(active, means.shape[1], kl)
     m = min(n, decomposition_images or n)
-    parts = decompose(means[:m], log_vars[:m], g, factorised=model.prior.factorised)
+    parts = decompose(means[:m], log_vars[:m], g, factorised=model.prior.factorised, progress=progress)
     figures = {
         "elbo": elbo,
         "recon_nll": recon_nll,
