@@ -4,7 +4,7 @@ import math
 from torch import nn
 
 from vae_lab.checks import int_list, positive_int
-from vae_lab.networks import check_conv_fits, conv_sizes, mlp
+from vae_lab.networks import SameConvTranspose2d, activation_class, check_conv_fits, conv_sizes, kernel_sizes, mlp
 
 
 class Decoder(nn.Module):
@@ -12,12 +12,16 @@ class Decoder(nn.Module):
 
 
 class MLPDecoder(Decoder):
-    def __init__(self, out_shape, latent_dim, hidden=(512,)):
+    """Dense layers of widths `hidden`, each followed by `activation` (a torch.nn class name: ReLU, Tanh, ...), then a
+    dense layer to the pixels."""
+
+    def __init__(self, out_shape, latent_dim, hidden=(512,), activation="ReLU"):
         super().__init__()
         hidden = int_list("hidden", hidden)
         latent_dim = positive_int("latent_dim", latent_dim)
+        act = activation_class("activation", activation)
         self.out_shape = tuple(out_shape)
-        self.net = mlp([latent_dim, *hidden, math.prod(out_shape)], final_activation=False)
+        self.net = mlp([latent_dim, *hidden, math.prod(out_shape)], final_activation=False, act=act)
 
     def forward(self, z):
         return self.net(z).view(-1, *self.out_shape)
@@ -51,3 +55,36 @@ class ConvDecoder(Decoder):
 
     def forward(self, z):
         return self.net(self.fc(z).view(-1, *self.start))
+
+
+class SameConvDecoder(Decoder):
+    """Dense layers of widths `fc` with ReLU, a dense layer with ReLU to the smallest feature map (hidden[0]
+    channels), then stride-2 transposed convolutions padded like TensorFlow's 'same' (kernel sizes `kernel`) through
+    the channels hidden[1:] and the image's channels, ReLU between them. The maps retrace SameConvEncoder's sizes,
+    ceil(H / 2^i), so any image size fits; on 64x64 images each layer doubles the size, as tf.layers.conv2d_transpose.
+
+    disentanglement_lib's deconv_decoder (configs/decoder/locatello_conv.yaml): fc [256], hidden [64, 64, 32, 32],
+    kernel 4: dense 256 -> 1024 = 64x4x4 -> transposed convolutions to 64, 32, 32 and C channels. Burgess et al.
+    2018's (burgess_conv.yaml): fc [256, 256], hidden [32, 32, 32, 32].
+    """
+
+    def __init__(self, out_shape, latent_dim, hidden=(64, 64, 32, 32), kernel=4, fc=(256,)):
+        super().__init__()
+        hidden = int_list("hidden", hidden, allow_empty=False)
+        kernels = kernel_sizes("kernel", kernel, hidden)
+        fc = int_list("fc", fc)
+        latent_dim = positive_int("latent_dim", latent_dim)
+        check_conv_fits(out_shape, hidden)
+        c, h, w = out_shape
+        hs, ws = conv_sizes(h, len(hidden)), conv_sizes(w, len(hidden))  # [H, ceil(H / 2), ..., ceil(H / 2^n)]
+        start = (hidden[0], hs[-1], ws[-1])
+        layers = [*mlp([latent_dim, *fc, math.prod(start)]), nn.Unflatten(1, start)]  # (B, D) -> (B, *start)
+        for i, (ch_in, ch_out, k) in enumerate(zip(hidden, [*hidden[1:], c], kernels)):
+            size = (hs[-2 - i], ws[-2 - i])  # the encoder's size one layer up
+            layers.append(SameConvTranspose2d(ch_in, ch_out, k, size))  # (B, ch_in, ...) -> (B, ch_out, *size)
+            if i < len(hidden) - 1:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.net(z)

@@ -4,7 +4,7 @@ import math
 from torch import nn
 
 from vae_lab.checks import int_list, positive_int
-from vae_lab.networks import check_conv_fits, conv_sizes, mlp
+from vae_lab.networks import SameConv2d, activation_class, check_conv_fits, conv_sizes, kernel_sizes, mlp
 
 
 class Encoder(nn.Module):
@@ -17,11 +17,14 @@ class Encoder(nn.Module):
 
 
 class MLPEncoder(Encoder):
-    def __init__(self, in_shape, latent_dim, hidden=(512,)):
+    """Dense layers of widths `hidden`, each followed by `activation` (a torch.nn class name: ReLU, Tanh, ...)."""
+
+    def __init__(self, in_shape, latent_dim, hidden=(512,), activation="ReLU"):
         super().__init__()
         hidden = int_list("hidden", hidden)
         latent_dim = positive_int("latent_dim", latent_dim)
-        self.features = nn.Sequential(nn.Flatten(), mlp([math.prod(in_shape), *hidden]))
+        act = activation_class("activation", activation)
+        self.features = nn.Sequential(nn.Flatten(), mlp([math.prod(in_shape), *hidden], act=act))
         self.head = nn.Linear(hidden[-1] if hidden else math.prod(in_shape), 2 * latent_dim)
 
 
@@ -49,3 +52,28 @@ class ConvEncoder(Encoder):
             width = fc
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width, 2 * latent_dim)
+
+
+class SameConvEncoder(Encoder):
+    """Stride-2 convolutions padded like TensorFlow's padding='same' (channels `hidden`, kernel sizes `kernel`: one
+    for all or one per layer), ReLU, then dense layers of widths `fc` with ReLU.
+
+    disentanglement_lib's conv_encoder (configs/encoder/locatello_conv.yaml): hidden [32, 32, 64, 64], kernel
+    [4, 4, 2, 2], fc [256]; Burgess et al. 2018's (burgess_conv.yaml): hidden [32, 32, 32, 32], kernel 4, fc [256, 256].
+    """
+
+    def __init__(self, in_shape, latent_dim, hidden=(32, 32, 64, 64), kernel=(4, 4, 2, 2), fc=(256,)):
+        super().__init__()
+        hidden = int_list("hidden", hidden, allow_empty=False)
+        kernels = kernel_sizes("kernel", kernel, hidden)
+        fc = int_list("fc", fc)
+        latent_dim = positive_int("latent_dim", latent_dim)
+        check_conv_fits(in_shape, hidden)
+        c, h, w = in_shape
+        layers, prev = [], c
+        for ch, k in zip(hidden, kernels):
+            layers += [SameConv2d(prev, ch, k), nn.ReLU()]  # (B, prev, s, s) -> (B, ch, ceil(s / 2), ceil(s / 2))
+            prev = ch
+        width = prev * conv_sizes(h, len(hidden))[-1] * conv_sizes(w, len(hidden))[-1]
+        self.features = nn.Sequential(*layers, nn.Flatten(), *mlp([width, *fc]))
+        self.head = nn.Linear(fc[-1] if fc else width, 2 * latent_dim)  # disentanglement_lib's `means` and `log_var`

@@ -4,7 +4,7 @@ The weight multiplies the `penalty` group's main coefficient (β of the β-VAE a
 the multiplier of capacity's γ). Every schedule has `beta`, its largest weight, so one sweep over kl.beta spans
 every schedule and penalty. The ELBO that is reported never depends on either.
 """
-from vae_lab.checks import number
+from vae_lab.checks import ConfigError, number
 
 
 class KLSchedule:
@@ -29,12 +29,21 @@ class Constant(KLSchedule):
 
 
 class Linear(KLSchedule):
-    """KL warm-up (Bowman et al. 2016): the weight rises linearly from `start` to `beta` over `warmup_steps`."""
+    """KL warm-up (Bowman et al. 2016): the weight rises linearly from `start` to `beta` over `warmup_steps`, or over
+    `warmup_epochs` when that is set (Tomczak & Welling 2018: 100 epochs), with the run's `steps_per_epoch`."""
 
-    def __init__(self, beta=1.0, start=0.0, warmup_steps=10_000, total_steps=None):
+    def __init__(self, beta=1.0, start=0.0, warmup_steps=10_000, warmup_epochs=None, total_steps=None,
+                 steps_per_epoch=None):
         super().__init__(beta, total_steps)
         self.start = number("start", start, low=0)
         self.warmup_steps = number("warmup_steps", warmup_steps, low=1, integer=True)
+        if warmup_epochs is not None:
+            epochs = number("warmup_epochs", warmup_epochs, low=0, low_open=True)
+            if steps_per_epoch is None:  # never ignored: a run must not silently warm up over warmup_steps instead
+                raise ConfigError(f"warmup_epochs={warmup_epochs}: needs steps_per_epoch, which the training loop "
+                                  "passes to the schedule; without it use warmup_steps")
+            steps_per_epoch = number("steps_per_epoch", steps_per_epoch, low=1, integer=True)
+            self.warmup_steps = max(1, round(epochs * steps_per_epoch))
 
     def weight(self, step):
         return self.start + (self.beta - self.start) * min(1.0, step / self.warmup_steps)

@@ -1,21 +1,33 @@
-"""Layer helpers the encoders and decoders share: MLP stacks and the sizes of stride-2 'same' convolutions."""
+"""Layer helpers the encoders and decoders share: MLP stacks, activations by name, and stride-2 convolutions padded
+like TensorFlow's padding='same'."""
 from torch import nn
+from torch.nn import functional as F
 
-from vae_lab.checks import ConfigError
+from vae_lab.checks import ConfigError, choice, int_list
+
+# torch.nn's element-wise activations that need no arguments: its activation module, less the layers that mix
+# entries (GLU, the softmaxes, MultiheadAttention) or have required arguments (Threshold)
+ACTIVATIONS = tuple(sorted(set(nn.modules.activation.__all__)
+                           - {"GLU", "Softmax", "Softmin", "Softmax2d", "LogSoftmax", "MultiheadAttention", "Threshold"}))
 
 
-def mlp(sizes, final_activation=True):
-    """Linear layers through `sizes` with ReLU between them (and after the last with `final_activation`)."""
+def activation_class(key, name):
+    """The torch.nn activation class called `name` (ReLU, Tanh, ...); any other name is a ConfigError naming `key`."""
+    return getattr(nn, choice(key, name, ACTIVATIONS))
+
+
+def mlp(sizes, final_activation=True, act=nn.ReLU):
+    """Linear layers through `sizes` with `act` between them (and after the last with `final_activation`)."""
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if final_activation or i < len(sizes) - 2:
-            layers.append(nn.ReLU())
+            layers.append(act())
     return nn.Sequential(*layers)
 
 
 def conv_sizes(size, n_layers):
-    """Spatial sizes through `n_layers` 3x3 stride-2 'same' convolutions: s -> ceil(s / 2)."""
+    """Spatial sizes through `n_layers` stride-2 'same' convolutions: s -> ceil(s / 2)."""
     sizes = [size]
     for _ in range(n_layers):
         sizes.append(-(-sizes[-1] // 2))
@@ -33,3 +45,58 @@ def check_conv_fits(in_shape, channels):
                 f"hidden={channels}: {len(channels)} stride-2 conv layers do not fit {h}x{w} images "
                 f"(layer {k + 1} would get a {s}x{s} input); use at most {most} layers"
             )
+
+
+def kernel_sizes(key, kernel, hidden):
+    """One kernel size per layer of `hidden` from an integer (every layer) or a list with one per layer; each at least
+    the stride, 2, so that a transposed convolution reaches every output pixel."""
+    n_layers = len(hidden)
+    if isinstance(kernel, int) and not isinstance(kernel, bool):
+        sizes = [kernel] * n_layers
+    else:
+        try:
+            sizes = int_list(key, kernel, allow_empty=False)
+        except ConfigError:
+            sizes = []
+    if len(sizes) != n_layers or min(sizes) < 2:
+        raise ConfigError(f"{key}={kernel}: must be an integer >= 2 or a list of {n_layers} of them, one per layer of "
+                          f"hidden={hidden}")
+    return sizes
+
+
+def same_padding(size, kernel, stride):
+    """TensorFlow's padding='same' along one axis of `size` inputs: the zeros (before, after) that give
+    ceil(size / stride) outputs; an odd total puts the extra zero after (tf.nn.convolution's documented rule)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """nn.Conv2d padded like TensorFlow's padding='same': (B, C, H, W) -> (B, C', ceil(H / s), ceil(W / s)), the
+    padding asymmetric where the total is odd (e.g. a 2x2 kernel, stride 2, on a 7x7 input: 0 before, 1 after)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=2):
+        super().__init__(in_channels, out_channels, kernel_size, stride)
+
+    def forward(self, x):
+        (top, bottom), (left, right) = (same_padding(n, k, s)
+                                        for n, k, s in zip(x.shape[-2:], self.kernel_size, self.stride))
+        return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
+class SameConvTranspose2d(nn.ConvTranspose2d):
+    """The transpose of SameConv2d onto an output of `out_size` (H, W), as TensorFlow's conv2d_transpose with
+    padding='same': (B, C, ceil(H / s), ceil(W / s)) -> (B, C', H, W); out_size = stride x input is
+    tf.layers.conv2d_transpose's."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, out_size, stride=2):
+        super().__init__(in_channels, out_channels, kernel_size, stride)
+        self.out_size = tuple(out_size)
+
+    def forward(self, x):
+        full = super().forward(x)  # (B, C', (h - 1) s + k, (w - 1) s + k): every input pixel's whole kernel
+        # output pixel p of the transpose is padded-input pixel p + before of SameConv2d: drop the `before` rows/cols
+        (top, left) = (same_padding(n, k, s)[0] for n, k, s in zip(self.out_size, self.kernel_size, self.stride))
+        h, w = self.out_size
+        return full[..., top : top + h, left : left + w]

@@ -17,8 +17,12 @@ GRID_SIZE = math.prod(FACTOR_SIZES)
 STRIDES = tuple(math.prod(FACTOR_SIZES[k + 1 :]) for k in range(len(FACTOR_SIZES)))  # grid index = factors . STRIDES
 IMAGE, PATCH = 64, 32
 SHAPES = ("square", "ellipse", "heart")
+# The factor values of dSprites' npz (metadata["latents_possible_values"], printed in its reloading notebook): shape
+# 1, 2, 3; scale linspace(0.5, 1, 6); orientation linspace(0, 2π, 40), both ends included, so class k is turned by
+# k·2π/39 and classes 0 and 39 draw the same picture; positions linspace(0, 1, 32).
+SHAPE_VALUES = torch.tensor([1.0, 2.0, 3.0])
 SCALES = torch.linspace(0.5, 1.0, 6)
-ORIENTATIONS = torch.arange(40) * (2 * math.pi / 40)
+ORIENTATIONS = torch.linspace(0.0, 2 * math.pi, 40, dtype=torch.float64)
 POSITIONS = torch.linspace(0.0, 1.0, 32)
 _SUPERSAMPLE = 4  # sub-pixel samples per axis when rasterising, so small rotations stay distinguishable
 
@@ -93,9 +97,10 @@ class Sprites(ImageData):
         return torch.stack(out[::-1], 1)
 
     def factor_values(self, split, index):
-        """Factor values (B, 5): shape id, scale in [0.5, 1], orientation in [0, 2pi), x and y in [0, 1]."""
+        """Factor values (B, 5) as dSprites' latents_values: shape 1-3, scale in [0.5, 1], orientation in [0, 2pi],
+        x and y in [0, 1]."""
         f = self.factors(split, index).cpu()
-        return torch.stack([f[:, 0].float(), SCALES[f[:, 1]], ORIENTATIONS[f[:, 2]].float(),
+        return torch.stack([SHAPE_VALUES[f[:, 0]], SCALES[f[:, 1]], ORIENTATIONS[f[:, 2]].float(),
                             POSITIONS[f[:, 3]], POSITIONS[f[:, 4]]], 1).to(self.device)
 
     def labels(self, split, index):
