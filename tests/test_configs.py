@@ -29,7 +29,9 @@ def _dataset_overrides(dataset, data_dir):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_option_builds_and_runs_a_batch(group, option):
-    cfg = compose_config([*TINY, f"{group}={option}"])
+    spec = OmegaConf.load(Path(CONFIG_DIR) / group / f"{option}.yaml")
+    one_kernel = [f"{group}.kernel=4"] if "kernel" in spec else []  # TINY's hidden=[32] is one layer
+    cfg = compose_config([*TINY, f"{group}={option}", *one_kernel])
     data = build("dataset", cfg.dataset)
     model = build_model(cfg, data)
     optimizer = build("optimizer", cfg.optimizer)(model.parameters())
