@@ -4,7 +4,7 @@ import math
 from torch import nn
 
 from vae_lab.checks import int_list, positive_int
-from vae_lab.networks import SameConvTranspose2d, activation_class, check_conv_fits, conv_sizes, kernel_sizes, mlp
+from vae_lab.networks import SameConvTranspose2d, activation_class, check_conv_fits, conv_sizes, mlp, same_conv_args
 
 
 class Decoder(nn.Module):
@@ -70,11 +70,7 @@ class SameConvDecoder(Decoder):
 
     def __init__(self, out_shape, latent_dim, hidden=(64, 64, 32, 32), kernel=4, fc=(256,)):
         super().__init__()
-        hidden = int_list("hidden", hidden, allow_empty=False)
-        kernels = kernel_sizes("kernel", kernel, hidden)
-        fc = int_list("fc", fc)
-        latent_dim = positive_int("latent_dim", latent_dim)
-        check_conv_fits(out_shape, hidden)
+        hidden, kernels, fc, latent_dim = same_conv_args(out_shape, latent_dim, hidden, kernel, fc)
         c, h, w = out_shape
         hs, ws = conv_sizes(h, len(hidden)), conv_sizes(w, len(hidden))  # [H, ceil(H / 2), ..., ceil(H / 2^n)]
         start = (hidden[0], hs[-1], ws[-1])

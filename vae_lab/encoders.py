@@ -4,7 +4,7 @@ import math
 from torch import nn
 
 from vae_lab.checks import int_list, positive_int
-from vae_lab.networks import SameConv2d, activation_class, check_conv_fits, conv_sizes, kernel_sizes, mlp
+from vae_lab.networks import SameConv2d, activation_class, check_conv_fits, conv_sizes, mlp, same_conv_args
 
 
 class Encoder(nn.Module):
@@ -64,11 +64,7 @@ class SameConvEncoder(Encoder):
 
     def __init__(self, in_shape, latent_dim, hidden=(32, 32, 64, 64), kernel=(4, 4, 2, 2), fc=(256,)):
         super().__init__()
-        hidden = int_list("hidden", hidden, allow_empty=False)
-        kernels = kernel_sizes("kernel", kernel, hidden)
-        fc = int_list("fc", fc)
-        latent_dim = positive_int("latent_dim", latent_dim)
-        check_conv_fits(in_shape, hidden)
+        hidden, kernels, fc, latent_dim = same_conv_args(in_shape, latent_dim, hidden, kernel, fc)
         c, h, w = in_shape
         layers, prev = [], c
         for ch, k in zip(hidden, kernels):

@@ -3,7 +3,7 @@ like TensorFlow's padding='same'."""
 from torch import nn
 from torch.nn import functional as F
 
-from vae_lab.checks import ConfigError, choice, int_list
+from vae_lab.checks import ConfigError, choice, int_list, positive_int
 
 # torch.nn's element-wise activations that need no arguments: its activation module, less the layers that mix
 # entries (GLU, the softmaxes, MultiheadAttention) or have required arguments (Threshold)
@@ -100,3 +100,13 @@ class SameConvTranspose2d(nn.ConvTranspose2d):
         (top, left) = (same_padding(n, k, s)[0] for n, k, s in zip(self.out_size, self.kernel_size, self.stride))
         h, w = self.out_size
         return full[..., top : top + h, left : left + w]
+
+
+def same_conv_args(shape, latent_dim, hidden, kernel, fc):
+    """The checked arguments of the 'same'-padded conv encoder and decoder: (hidden, kernels, fc, latent_dim)."""
+    hidden = int_list("hidden", hidden, allow_empty=False)
+    kernels = kernel_sizes("kernel", kernel, hidden)
+    fc = int_list("fc", fc)
+    latent_dim = positive_int("latent_dim", latent_dim)
+    check_conv_fits(shape, hidden)
+    return hidden, kernels, fc, latent_dim
