@@ -100,7 +100,7 @@ def iwae(model, data, split, n, batch_size, k, chunk, generator, progress):
     """{iwae_nll, iwae_k, iwae_images}: the k-sample bound averaged over the first n images of `split`."""
     if chunk == "auto":
         chunk = auto_chunk(model, model.prior.latent_dim, data.device, IWAE_MEMORY)
-    per_batch = max(1, min(batch_size, chunk // k if chunk >= k else 1))  # images per pass over their k samples
+    per_batch = max(1, min(batch_size, chunk // k))  # images per pass over their k samples
     total, start, started = 0.0, 0, time.perf_counter()
     with _bar(None, progress, f"{split}: IWAE k={k}", 1, n, unit="image") as bar:
         while start < n:
