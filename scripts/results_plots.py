@@ -1,14 +1,34 @@
 """Figures of docs/results.md that vae-compare does not draw, from run directories.
 
   python scripts/results_plots.py capacity RUN [RUN ...] --out docs/results/capacity.png
+  python scripts/results_plots.py beta SWEEP_OR_RUN [...] --out docs/results/beta
+  python scripts/results_plots.py bound RUN/eval_k*.json [...] --out docs/results/bound.png
 
 capacity: the training KL (train/kl) against the capacity C(step) the objective aimed at (train/capacity), one line
 per run, and the mean and largest |KL - C| once the ramp has started (Burgess et al. 2018 advise tuning gamma
 until the KL follows C to within about a nat).
+
+beta: for runs evaluated by vae-eval (eval.json), each setting (the penalty option and kl.beta) with its seeds: every
+disentanglement metric, the KL, its total correlation and the reconstruction against beta (beta.png), MIG against
+reconstruction (mig_vs_recon.png, Chen et al. 2018's comparison of beta-VAE and beta-TCVAE), and the Markdown table
+of mean [min, max] over seeds that docs/results.md shows.
+
+bound: the IWAE bound on the test NLL against k (Burda et al. 2016), from eval.json files each written by
+`vae-eval ... iwae.k=<k>` and kept under another name; one line per run, the -ELBO of the same images as a mark.
 """
 import argparse
 import json
+import math
 from pathlib import Path
+
+from vae_lab import rundir
+from vae_lab.compare import Run, find_runs
+
+# (eval.json key, what it is): the beta story's figures, disentanglement metrics first
+BETA_FIGURES = (("mig_dlib", "MIG (disentanglement_lib)"), ("mig_chen", "MIG (Chen et al.)"),
+                ("factor_vae", "FactorVAE score"), ("dci_disentanglement", "DCI disentanglement"), ("sap", "SAP"),
+                ("beta_vae", "beta-VAE score"), ("kl", "KL (nats)"), ("total_correlation", "total correlation (nats)"),
+                ("recon_nll", "reconstruction NLL (nats)"), ("active_units", "active units"))
 
 
 def scalars(run, tag):
@@ -21,10 +41,7 @@ def scalars(run, tag):
 
 
 def capacity(runs, out, skip_steps):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     report = {}
@@ -46,6 +63,110 @@ def capacity(runs, out, skip_steps):
     print(f"wrote {out}")
 
 
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def setting(run):
+    """(name, penalty, beta) of a run: the objective it trained, seeds aside."""
+    penalty, beta = run.values.get("penalty", "kl"), float(run.values["kl.beta"])
+    name = {"kl": "beta-VAE", "tcvae": "beta-TCVAE"}.get(penalty, penalty)
+    return f"{name} beta={beta:g}", penalty, beta
+
+
+def spread(values):
+    """'mean [min, max]' over seeds (the value alone for one seed)."""
+    mean = sum(values) / len(values)
+    digits = 2 if max(abs(v) for v in values) >= 10 else 3
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
+
+
+def beta(paths, out):
+    runs = [Run(p) for p in find_runs(paths)]
+    evaluated = [r for r in runs if "eval/elbo" in r.values]
+    if not evaluated:
+        raise SystemExit("beta: no run here has an eval.json (run vae-eval run=<dir> on each)")
+    groups = {}
+    for r in sorted(evaluated, key=lambda r: (setting(r)[1] != "kl", setting(r)[2], r.values["seed"])):
+        groups.setdefault(setting(r), []).append(r)
+    plt = pyplot()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ncol = 5
+    fig, axes = plt.subplots(math.ceil(len(BETA_FIGURES) / ncol), ncol, figsize=(3.3 * ncol, 6), squeeze=False)
+    for ax, (key, title) in zip(axes.flat, BETA_FIGURES):
+        for penalty in dict.fromkeys(p for _, p, _ in groups):
+            at = [(b, [r.values.get(f"eval/{key}", math.nan) for r in members])
+                  for (_, p, b), members in groups.items() if p == penalty]
+            marker = "o-" if penalty == "kl" else "s"
+            xs = [b for b, vs in at for _ in vs]
+            line = ax.plot([b for b, _ in at], [sum(vs) / len(vs) for _, vs in at], marker, ms=4,
+                           label="beta-VAE (mean, seeds as dots)" if penalty == "kl" else f"{penalty} (mean)")
+            ax.plot(xs, [v for _, vs in at for v in vs], ".", color=line[0].get_color(), alpha=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="beta", title=title)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("beta-VAE and beta-TCVAE on sprites (dSprites): vae-eval's figures against beta", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "beta.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for (name, _, _), members in groups.items():
+        ax.plot([r.values["eval/recon_nll"] for r in members],
+                [r.values.get("eval/mig_chen", math.nan) for r in members], "o", label=name)
+    ax.set(xlabel="reconstruction NLL (nats per image)", ylabel="MIG (Chen et al.)",
+           title="MIG against reconstruction (cf. Chen et al. 2018)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "mig_vs_recon.png", dpi=110)
+    plt.close(fig)
+
+    header = ["setting", "seeds", "ELBO", *(k for k, _ in BETA_FIGURES)]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for (name, _, _), members in groups.items():
+        cells = [spread([r.values[f"eval/{k}"] for r in members]) if all(f"eval/{k}" in r.values for r in members)
+                 else "n/a" for k in ("elbo", *(k for k, _ in BETA_FIGURES))]  # n/a: a metric vae-eval skipped
+        print(f"| {name} | {len(members)} | " + " | ".join(cells) + " |")
+    print("\nKL per dimension, largest first (nats, eval.json kl_per_dim_sorted):")
+    for (name, _, _), members in groups.items():
+        for r in members:
+            dims = (rundir.read_json(r.path / rundir.EVAL) or {}).get("kl_per_dim_sorted", [])
+            print(f"  {name} seed={r.values['seed']}: " + "  ".join(f"z{d} {v:.2f}" for d, v in dims))
+    print(f"wrote {out / 'beta.png'}, {out / 'mig_vs_recon.png'}")
+
+
+def bound(files, out):
+    runs = {}
+    for f in map(Path, files):
+        result = json.loads(f.read_text())
+        runs.setdefault(result.get("run", str(f.parent)), []).append(result)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run, results in runs.items():
+        results.sort(key=lambda r: r["iwae_k"])
+        name = Path(run).name if Path(run).name.startswith("seed=") else run
+        line = ax.plot([r["iwae_k"] for r in results], [r["iwae_nll"] for r in results], "o-", label=name)
+        ax.axhline(-results[0]["iwae_elbo"], color=line[0].get_color(), ls=":", lw=0.8)
+        print(f"{name}: -ELBO {-results[0]['iwae_elbo']:.2f}; " +
+              ", ".join(f"k={r['iwae_k']} {r['iwae_nll']:.2f}" for r in results))
+    ax.set_xscale("log")
+    ax.set(xlabel="k (importance samples)", ylabel="IWAE bound on the test NLL (nats)",
+           title="The k-sample bound against k (Burda et al. 2016); dotted: -ELBO")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="figure", required=True)
@@ -54,8 +175,19 @@ def main():
     cap.add_argument("--out", required=True)
     cap.add_argument("--skip-steps", type=int, default=250, help="gaps counted after this step (the first steps "
                      "fit the reconstruction before the KL can follow)")
+    bet = sub.add_parser("beta", help="the beta story's figures against beta, and its table")
+    bet.add_argument("paths", nargs="+", help="sweep or run directories")
+    bet.add_argument("--out", required=True, help="a directory for beta.png and mig_vs_recon.png")
+    bnd = sub.add_parser("bound", help="the IWAE bound against k")
+    bnd.add_argument("files", nargs="+", help="eval.json files of vae-eval runs with different iwae.k")
+    bnd.add_argument("--out", required=True)
     args = ap.parse_args()
-    capacity(args.runs, args.out, args.skip_steps)
+    if args.figure == "capacity":
+        capacity(args.runs, args.out, args.skip_steps)
+    elif args.figure == "beta":
+        beta(args.paths, args.out)
+    else:
+        bound(args.files, args.out)
 
 
 if __name__ == "__main__":
