@@ -3,6 +3,7 @@
   python scripts/results_plots.py capacity RUN [RUN ...] --out docs/results/capacity.png
   python scripts/results_plots.py beta SWEEP_OR_RUN [...] --out docs/results/beta
   python scripts/results_plots.py bound RUN/eval_k*.json [...] --out docs/results/bound.png
+  python scripts/results_plots.py training SWEEP_OR_RUN [...] --out docs/results/beta_training.png
 
 capacity: the training KL (train/kl) against the capacity C(step) the objective aimed at (train/capacity), one line
 per run, and the mean and largest |KL - C| once the ramp has started (Burgess et al. 2018 advise tuning gamma
@@ -12,6 +13,9 @@ beta: for runs evaluated by vae-eval (eval.json), each setting (the penalty opti
 disentanglement metric, the KL, its total correlation and the reconstruction against beta (beta.png), MIG against
 reconstruction (mig_vs_recon.png, Chen et al. 2018's comparison of beta-VAE and beta-TCVAE), and the Markdown table
 of mean [min, max] over seeds that docs/results.md shows.
+
+training: validation figures against the step (metrics.jsonl: MIG, total correlation, KL, reconstruction, active
+units), one colour per setting and one line per seed: when, in training, a setting's figures move apart.
 
 bound: the IWAE bound on the test NLL against k (Burda et al. 2016), from eval.json files each written by
 `vae-eval ... iwae.k=<k>` and kept under another name; one line per run, the -ELBO of the same images as a mark.
@@ -143,6 +147,37 @@ def beta(paths, out):
     print(f"wrote {out / 'beta.png'}, {out / 'mig_vs_recon.png'}")
 
 
+# (metrics.jsonl key, what it is): the validation figures `training` draws against the step
+TRAINING_FIGURES = (("mig", "validation MIG (disentanglement_lib, posterior means)"),
+                    ("total_correlation", "total correlation (nats)"), ("kl", "KL (nats)"),
+                    ("recon_nll", "reconstruction NLL (nats)"), ("active_units", "active units"))
+
+
+def training(paths, out):
+    runs = sorted((Run(p) for p in find_runs(paths)), key=lambda r: (setting(r)[1] != "kl", setting(r)[2], r.values["seed"]))
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(TRAINING_FIGURES), figsize=(3.6 * len(TRAINING_FIGURES), 3.4), squeeze=False)
+    colours = {}
+    for r in runs:
+        lines = [json.loads(line) for line in (r.path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        name = setting(r)[0]
+        colour = colours.setdefault(name, f"C{len(colours)}")
+        for ax, (key, _) in zip(axes.flat, TRAINING_FIGURES):
+            points = [(m["step"], m[key]) for m in lines if isinstance(m.get(key), (int, float))]
+            if points:
+                ax.plot(*zip(*points), color=colour, lw=1, ls="-" if r.values["seed"] == 0 else "--",
+                        label=f"{name}, seed {r.values['seed']}")
+    for ax, (_, title) in zip(axes.flat, TRAINING_FIGURES):
+        ax.set(xlabel="step", title=title)
+        ax.title.set_fontsize(9)
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
 def bound(files, out):
     runs = {}
     for f in map(Path, files):
@@ -181,8 +216,13 @@ def main():
     bnd = sub.add_parser("bound", help="the IWAE bound against k")
     bnd.add_argument("files", nargs="+", help="eval.json files of vae-eval runs with different iwae.k")
     bnd.add_argument("--out", required=True)
+    trn = sub.add_parser("training", help="validation figures against the step, per setting and seed")
+    trn.add_argument("paths", nargs="+", help="sweep or run directories")
+    trn.add_argument("--out", required=True)
     args = ap.parse_args()
-    if args.figure == "capacity":
+    if args.figure == "training":
+        training(args.paths, args.out)
+    elif args.figure == "capacity":
         capacity(args.runs, args.out, args.skip_steps)
     elif args.figure == "beta":
         beta(args.paths, args.out)

@@ -34,6 +34,8 @@ def test_beta_table_and_figures(tmp_path):
     assert "n/a" in rows["beta-VAE beta=4"]  # factor_vae was not measured (TINY_EVAL): said, not invented
     for png in ("beta.png", "mig_vs_recon.png"):
         assert (tmp_path / "figs" / png).read_bytes()[:4] == b"\x89PNG"
+    assert "wrote" in plots("training", sweep, "--out", tmp_path / "figs" / "training.png")
+    assert (tmp_path / "figs" / "training.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_bound_figure(tmp_path):
