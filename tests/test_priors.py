@@ -44,6 +44,21 @@ def test_vamp_prior_is_the_mixture_of_encoded_pseudo_inputs():
     assert prior.pseudo_inputs.grad.abs().sum() > 0 and encoder.head.weight.grad.abs().sum() > 0
 
 
+def test_vamp_prior_initial_mean_keeps_pseudo_inputs_learnable():
+    """Why configs/prior/vamp.yaml starts the pseudo-inputs at N(0.05, 0.01) and not at jmtomczak/vae_vampprior's
+    experiment.py default of -0.05: through the hard-tanh into [0, 1], -0.05 +- a few 0.01 is exactly 0 with zero
+    gradient, so every pseudo-input would stay the black image and the K components one Gaussian."""
+    torch.manual_seed(0)
+    encoder = MLPEncoder(SHAPE, 2, hidden=[8])
+    for init_mean, learnable in ((0.05, True), (-0.05, False)):
+        prior = VampPrior(2, SHAPE, components=50, init_mean=init_mean)
+        VAE(encoder, torch.nn.Identity(), None, prior)
+        prior.log_prob(torch.randn(7, 2)).sum().backward()
+        assert bool(prior.pseudo_inputs.grad.abs().sum() > 0) is learnable, init_mean
+    mean, _ = prior.components()  # at -0.05: the K components coincide
+    torch.testing.assert_close(mean, mean[:1].expand_as(mean))
+
+
 def test_vamp_prior_shares_the_encoder_without_copying_it():
     vae, _, _ = _vamp_vae()
     keys = vae.state_dict().keys()

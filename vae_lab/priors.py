@@ -100,7 +100,8 @@ class VampPrior(Prior):
     def __init__(self, latent_dim, in_shape, components=500, init_mean=0.05, init_std=0.01):
         super().__init__(latent_dim, in_shape)
         k = positive_int("components", components)
-        # Tomczak & Welling's initialisation N(0.05, 0.01) and hard-tanh into the data range [0, 1]
+        # N(init_mean, init_std), then hard-tanh into the data range [0, 1] in components(), as Tomczak & Welling's
+        # code does (configs/prior/vamp.yaml: why 0.05 and not their experiment.py's -0.05)
         self.pseudo_inputs = nn.Parameter(init_mean + init_std * torch.randn(k, *self.in_shape))
         self._encoder = ()
 
