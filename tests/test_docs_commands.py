@@ -59,9 +59,13 @@ def test_the_docs_show_commands_of_every_program():
     assert sum(c.startswith("vae-train") for _, c in ALL) >= 15  # the extraction finds them
 
 
-def _expand(overrides):
-    """One override list per value of each sweep (the others at their first value): every value is composed once."""
+def _expand(overrides, multirun):
+    """The override lists vae-train composes: under -m first the command line without its sweeps (Hydra composes
+    that before any job, so `kl.warmup_epochs=5` fails there unless kl's option has the key without the swept
+    experiment), then one per value of each sweep with the others at their first value."""
     parsed = OverridesParser.create().parse_overrides(overrides)
+    if multirun:
+        yield [o.input_line for o in parsed if not o.is_sweep_override()]
     values = [[o.input_line] if not o.is_sweep_override() else
               [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] for o in parsed]
     firsts = [v[0] for v in values]
@@ -73,10 +77,12 @@ def _expand(overrides):
 
 @pytest.mark.parametrize("where,command", [(w, c) for w, c in ALL if c.startswith("vae-train")], ids=lambda x: x)
 def test_vae_train_command_composes(where, command, tmp_path):
-    args = [a for a in shlex.split(command)[1:] if a != "-m"]
+    args = shlex.split(command)[1:]
+    multirun = "-m" in args or "--multirun" in args
+    args = [a for a in args if a not in ("-m", "--multirun")]
     if any(a.startswith("hydra.searchpath") for a in args):
         pytest.skip("extends the search path with the user's own package (docs/extending.md's test runs it)")
-    for overrides in _expand(args):
+    for overrides in _expand(args, multirun):
         cfg = compose_config(overrides, return_hydra_config=True)
         with open_dict(cfg):
             del cfg["hydra"]
@@ -115,3 +121,8 @@ def test_a_drifted_command_fails(tmp_path):
         test_vae_train_command_composes("page.md", train, tmp_path)
     with pytest.raises(Exception, match="iwae.kk"):
         test_vae_eval_command_composes("page.md", eval_)
+    # a key that only the swept preset has: every job composes, the sweep's first composition does not
+    with pytest.raises(Exception, match="warmup_epochs"):
+        test_vae_train_command_composes("page.md", "vae-train -m experiment=tomczak_vampprior,tomczak_standard "
+                                        "kl.warmup_epochs=5", tmp_path)
+    test_vae_train_command_composes("page.md", "vae-train experiment=tomczak_vampprior kl.warmup_epochs=5", tmp_path)
