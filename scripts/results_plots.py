@@ -28,10 +28,12 @@ from pathlib import Path
 from vae_lab import rundir
 from vae_lab.compare import Run, find_runs
 
+PENALTY_NAMES = {"kl": "beta-VAE", "tcvae": "beta-TCVAE"}  # the penalty option's name in the figures
 # (eval.json key, what it is): the beta story's figures, disentanglement metrics first
 BETA_FIGURES = (("mig_dlib", "MIG (disentanglement_lib)"), ("mig_chen", "MIG (Chen et al.)"),
                 ("factor_vae", "FactorVAE score"), ("dci_disentanglement", "DCI disentanglement"), ("sap", "SAP"),
                 ("beta_vae", "beta-VAE score"), ("kl", "KL (nats)"), ("total_correlation", "total correlation (nats)"),
+                ("index_code_mi", "index-code MI (nats)"), ("dimwise_kl", "dimension-wise KL (nats)"),
                 ("recon_nll", "reconstruction NLL (nats)"), ("active_units", "active units"))
 
 
@@ -79,13 +81,15 @@ def pyplot():
 def setting(run):
     """(name, penalty, beta) of a run: the objective it trained, seeds aside."""
     penalty, beta = run.values.get("penalty", "kl"), float(run.values["kl.beta"])
-    name = {"kl": "beta-VAE", "tcvae": "beta-TCVAE"}.get(penalty, penalty)
+    name = PENALTY_NAMES.get(penalty, penalty)
     return f"{name} beta={beta:g}", penalty, beta
 
 
 def spread(values):
     """'mean [min, max]' over seeds (the value alone for one seed)."""
     mean = sum(values) / len(values)
+    if all(float(v).is_integer() for v in values):  # counts (active units)
+        return f"{mean:g}" if len(values) == 1 else f"{mean:g} [{min(values):g}, {max(values):g}]"
     digits = 2 if max(abs(v) for v in values) >= 10 else 3
     if len(values) == 1:
         return f"{mean:.{digits}f}"
@@ -103,8 +107,9 @@ def beta(paths, out):
     plt = pyplot()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ncol = 5
-    fig, axes = plt.subplots(math.ceil(len(BETA_FIGURES) / ncol), ncol, figsize=(3.3 * ncol, 6), squeeze=False)
+    ncol = 6
+    nrow = math.ceil(len(BETA_FIGURES) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.1 * ncol, 3 * nrow), squeeze=False)
     for ax, (key, title) in zip(axes.flat, BETA_FIGURES):
         for penalty in dict.fromkeys(p for _, p, _ in groups):
             at = [(b, [r.values.get(f"eval/{key}", math.nan) for r in members])
@@ -112,7 +117,8 @@ def beta(paths, out):
             marker = "o-" if penalty == "kl" else "s"
             xs = [b for b, vs in at for _ in vs]
             line = ax.plot([b for b, _ in at], [sum(vs) / len(vs) for _, vs in at], marker, ms=4,
-                           label="beta-VAE (mean, seeds as dots)" if penalty == "kl" else f"{penalty} (mean)")
+                           label="beta-VAE (mean, seeds as dots)" if penalty == "kl" else
+                           f"{PENALTY_NAMES.get(penalty, penalty)} (mean)")
             ax.plot(xs, [v for _, vs in at for v in vs], ".", color=line[0].get_color(), alpha=0.6)
         ax.set_xscale("log", base=2)
         ax.set(xlabel="beta", title=title)
