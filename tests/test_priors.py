@@ -11,7 +11,7 @@ from vae_lab import evaluate
 from vae_lab.build import build, build_model
 from vae_lab.encoders import MLPEncoder
 from vae_lab.model import VAE, objective
-from vae_lab.priors import MixtureOfGaussians, VampPrior
+from vae_lab.priors import MixtureOfGaussians, VampPrior, mixture_log_prob
 
 SHAPE = (1, 6, 6)
 
@@ -25,6 +25,23 @@ def test_mixture_of_gaussians_log_prob_matches_torch():
     reference = D.MixtureSameFamily(D.Categorical(logits=prior.logits),
                                     D.Independent(D.Normal(prior.means, (0.5 * prior.log_vars).exp()), 1))
     torch.testing.assert_close(prior.log_prob(z), reference.log_prob(z))
+
+
+def test_mixture_log_prob_and_its_gradients_match_torch_near_and_far_from_components():
+    """The matrix-product form (vae_lab.priors.mixture_log_prob) against torch.distributions, for codes far from every
+    component and codes within 0.01 of one, where its terms cancel; values and gradients."""
+    torch.manual_seed(0)
+    means, log_vars = torch.randn(50, 8, requires_grad=True), (torch.randn(50, 8) - 3).requires_grad_()
+    log_w = torch.log_softmax(torch.randn(50), 0)
+    for z in (3 * torch.randn(40, 8), means.detach()[:40] + 0.01 * torch.randn(40, 8)):
+        z = z.requires_grad_()
+        ours = mixture_log_prob(z, means, log_vars, log_w)
+        reference = D.MixtureSameFamily(D.Categorical(logits=log_w),
+                                        D.Independent(D.Normal(means, (0.5 * log_vars).exp()), 1)).log_prob(z)
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-4)
+        for a, b in zip(torch.autograd.grad(ours.sum(), (z, means, log_vars)),
+                        torch.autograd.grad(reference.sum(), (z, means, log_vars))):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
 
 
 def _vamp_vae(components=5):
