@@ -85,6 +85,12 @@ def setting(run):
     return f"{name} beta={beta:g}", penalty, beta
 
 
+def order(run):
+    """β-VAE runs first, by beta, then the other penalties; seeds in order."""
+    _, penalty, beta = setting(run)
+    return penalty != "kl", beta, run.values["seed"]
+
+
 def spread(values):
     """'mean [min, max]' over seeds (the value alone for one seed)."""
     mean = sum(values) / len(values)
@@ -102,7 +108,7 @@ def beta(paths, out):
     if not evaluated:
         raise SystemExit("beta: no run here has an eval.json (run vae-eval run=<dir> on each)")
     groups = {}
-    for r in sorted(evaluated, key=lambda r: (setting(r)[1] != "kl", setting(r)[2], r.values["seed"])):
+    for r in sorted(evaluated, key=order):
         groups.setdefault(setting(r), []).append(r)
     plt = pyplot()
     out = Path(out)
@@ -160,7 +166,7 @@ TRAINING_FIGURES = (("mig", "validation MIG (disentanglement_lib, posterior mean
 
 
 def training(paths, out):
-    runs = sorted((Run(p) for p in find_runs(paths)), key=lambda r: (setting(r)[1] != "kl", setting(r)[2], r.values["seed"]))
+    runs = sorted((Run(p) for p in find_runs(paths)), key=order)
     plt = pyplot()
     fig, axes = plt.subplots(1, len(TRAINING_FIGURES), figsize=(3.6 * len(TRAINING_FIGURES), 3.4), squeeze=False)
     colours = {}

@@ -52,8 +52,8 @@ def mixture_log_prob(z, means, log_vars, log_weights):
 
     sum_d (z_d - m_kd)^2 / s_kd = z^2 . (1/s_k) - 2 z . (m_k/s_k) + sum_d m_kd^2 / s_kd: two (B, D) x (D, K) matrix
     products instead of a (B, K, D) tensor, which made IWAE with a VampPrior (k = 5000 codes per image, K = 500)
-    memory-bound, about 1 s per image on a 2-core CPU. In float64, because the three terms are large and cancel where
-    a component fits z, which is where the mixture's mass is.
+    memory-bound. In float64, because the three terms are large and cancel where a component fits z, which is where
+    the mixture's mass is.
     """
     z64, m64, v64 = z.double(), means.double(), log_vars.double()
     precision = (-v64).exp()  # (K, D)
