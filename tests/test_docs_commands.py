@@ -76,7 +76,7 @@ def _expand(overrides, multirun):
 
 
 @pytest.mark.parametrize("where,command", [(w, c) for w, c in ALL if c.startswith("vae-train")], ids=lambda x: x)
-def test_vae_train_command_composes(where, command, tmp_path):
+def test_vae_train_command_composes(where, command):
     args = shlex.split(command)[1:]
     multirun = "-m" in args or "--multirun" in args
     args = [a for a in args if a not in ("-m", "--multirun")]
@@ -109,7 +109,6 @@ def test_other_command_flags_exist(where, command):
         assert flag in helps, f"{where}: {flag} is not an option of {args[0]}"
 
 
-
 def test_a_drifted_command_fails(tmp_path):
     """The checks above can fail: a misspelt key, and a sweep value that only breaks in its own job."""
     page = tmp_path / "page.md"
@@ -118,11 +117,11 @@ def test_a_drifted_command_fails(tmp_path):
     (_, train), (_, eval_) = commands(page)
     assert train == "vae-train -m kl.beta=1,4 encoder=mlp,nope"
     with pytest.raises(Exception, match="nope"):
-        test_vae_train_command_composes("page.md", train, tmp_path)
+        test_vae_train_command_composes("page.md", train)
     with pytest.raises(Exception, match="iwae.kk"):
         test_vae_eval_command_composes("page.md", eval_)
     # a key that only the swept preset has: every job composes, the sweep's first composition does not
     with pytest.raises(Exception, match="warmup_epochs"):
         test_vae_train_command_composes("page.md", "vae-train -m experiment=tomczak_vampprior,tomczak_standard "
-                                        "kl.warmup_epochs=5", tmp_path)
-    test_vae_train_command_composes("page.md", "vae-train experiment=tomczak_vampprior kl.warmup_epochs=5", tmp_path)
+                                        "kl.warmup_epochs=5")
+    test_vae_train_command_composes("page.md", "vae-train experiment=tomczak_vampprior kl.warmup_epochs=5")
