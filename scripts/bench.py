@@ -43,13 +43,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from plain_loop import PlainConvVAE, PlainVAE, terms, test_elbo, train_epochs
 
-from vae_lab import checkpoint
-from vae_lab.build import build, build_model
-from vae_lab.config import CONFIG_DIR, register_resolvers
 from vae_lab.data.sprites import IMAGE, PATCH
 from vae_lab.likelihoods import Bernoulli
-from vae_lab.metrics import measure
+from vae_lab.measure.elbo import measure
 from vae_lab.rundir import Status
+from vae_lab.runtime import checkpoint
+from vae_lab.runtime.build import build, build_model
+from vae_lab.runtime.config import CONFIG_DIR, register_resolvers
 from vae_lab.train import batches, setup, train, train_step
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
@@ -310,7 +310,7 @@ def variants(overrides, rounds, steps, device):
 def iwae_time(overrides, images, device, k=1000):
     """Seconds for iwae_nll with k samples on `images` test images (an untrained model costs the same), and the
     figure scaled to the whole 10,000-image test split."""
-    from vae_lab.iwae import iwae_nll
+    from vae_lab.measure.iwae import iwae_nll
 
     cfg = config(overrides)
     data = build("dataset", cfg.dataset, device=device)

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from vae_lab.config import CONFIG_DIR, register_resolvers
+from vae_lab.runtime.config import CONFIG_DIR, register_resolvers
 
 register_resolvers()  # as vae-train does before Hydra composes a config
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 from conftest import compose_config
 
-from vae_lab.build import build
 from vae_lab.checks import ConfigError
 from vae_lab.codelength import DENSITY, PROBABILITY, UNNORMALISED, bits_per_dim
 from vae_lab.data.base import TensorImageData
@@ -17,6 +16,7 @@ from vae_lab.likelihoods import (
     Gaussian,
     Laplace,
 )
+from vae_lab.runtime.build import build
 
 SHAPE = (1, 3, 4)
 D = 12  # channels * height * width

@@ -8,8 +8,8 @@ import yaml
 from conftest import TINY, compose_config, options, trained_run
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.build import build, build_model
-from vae_lab.config import CONFIG_DIR, NOT_TRAINED
+from vae_lab.runtime.build import build, build_model
+from vae_lab.runtime.config import CONFIG_DIR, NOT_TRAINED
 
 # every config group of configs/config.yaml's defaults list (a new group is tested the moment it is added there),
 # but dataset (tested with its own data below) and experiment (presets)
@@ -66,7 +66,7 @@ def test_experiment_trains_two_steps(experiment, idx_data_dir, tmp_path):
 
 def test_default_adam_is_fused_and_the_same_update():
     """configs/optimizer/adam.yaml turns on torch's fused kernel (a speed choice): it must be the same Adam."""
-    from vae_lab.build import build_optimizer
+    from vae_lab.runtime.build import build_optimizer
 
     cfg = compose_config(TINY)
     data = build("dataset", cfg.dataset)
@@ -149,7 +149,7 @@ def test_not_trained_keys_stay_out_of_sweep_directory_names():
 
 
 def test_not_trained_keys_are_not_hyper_parameters():
-    from vae_lab.run_log import flat_hparams
+    from vae_lab.runtime.logbook import flat_hparams
 
     cfg = compose_config([*TINY, "kl.beta=2", *(f"{key}=other" for key in NOT_TRAINED)])  # none of them null
     hparams = flat_hparams(cfg)
@@ -158,7 +158,7 @@ def test_not_trained_keys_are_not_hyper_parameters():
 
 
 def test_resume_matching_ignores_only_the_not_trained_keys():
-    from vae_lab.runs import differences
+    from vae_lab.runtime.resume import differences
 
     base = compose_config(TINY)
     for key in [*NOT_TRAINED, "kl.beta", "trainer.max_steps"]:

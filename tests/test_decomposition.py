@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from vae_lab import decomposition
-from vae_lab.decomposition import decompose, log_density_matrix, log_weight_matrix, minibatch_terms
+from vae_lab.measure import decomposition
+from vae_lab.measure.decomposition import decompose, log_density_matrix, log_weight_matrix, minibatch_terms
 from vae_lab.priors import normal_log_prob
 
 F64 = torch.float64

@@ -6,10 +6,10 @@ import torch
 from conftest import TINY, compose_config
 from torch import nn
 
-from vae_lab.build import build, build_model
-from vae_lab.diagnostics import CollapseWatch, collapse
-from vae_lab.metrics import active_units, measure
+from vae_lab.measure.collapse import CollapseWatch, collapse
+from vae_lab.measure.elbo import active_units, measure
 from vae_lab.model import VAE
+from vae_lab.runtime.build import build, build_model
 
 
 def test_active_units_counts_dimensions_whose_mean_varies():

@@ -11,7 +11,7 @@ from conftest import EVAL_FIGURES, TINY, TINY_EVAL, trained_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_lab import evaluate
-from vae_lab.config import CONFIG_DIR
+from vae_lab.runtime.config import CONFIG_DIR
 
 KEYS = ("elbo", "recon_nll", "kl", "bits_per_dim", "iwae_nll", "iwae_k", "active_units", "kl_per_dim",
         "kl_per_dim_sorted", "index_code_mi", "total_correlation", "dimwise_kl", "decomposition_images", "mig", "mig_per_factor", "collapse", "collapse_reason",
@@ -169,7 +169,7 @@ def test_a_sweep_jobs_directory_with_equals_signs(run_dir, tmp_path, capsys):
 
 def test_every_disentanglement_metric_on_small_samples(run_dir, tmp_path, capsys):
     """All six metrics through vae-eval, with the sizes given as a mapping over the full protocol."""
-    from vae_lab.disentanglement import METRICS
+    from vae_lab.measure.disentanglement import METRICS
 
     run = _copy_run(run_dir, tmp_path)
     sizes = ("{mig_dlib:{n:500},mig_chen:{n_images:300,n_samples:200},factor_vae:{n_var:300,n_train:40,n_eval:20},"

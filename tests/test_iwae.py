@@ -7,12 +7,12 @@ from conftest import TINY, compose_config, options
 from torch import distributions as D
 from torch import nn
 
-from vae_lab.build import build, build_model
-from vae_lab.iwae import iwae_nll
 from vae_lab.likelihoods import Gaussian
-from vae_lab.metrics import measure
+from vae_lab.measure.elbo import measure
+from vae_lab.measure.iwae import iwae_nll
 from vae_lab.model import VAE
 from vae_lab.priors import StandardNormal
+from vae_lab.runtime.build import build, build_model
 
 P, LATENT, SIGMA = 4, 2, 0.5
 

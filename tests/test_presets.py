@@ -9,10 +9,10 @@ from conftest import compose_config, options
 from omegaconf import OmegaConf, open_dict
 from torch import nn
 
-from vae_lab.build import build, build_model, build_optimizer, build_scheduler
 from vae_lab.checks import ConfigError
 from vae_lab.model import objective
 from vae_lab.networks import SameConv2d, SameConvTranspose2d, same_padding
+from vae_lab.runtime.build import build, build_model, build_optimizer, build_scheduler
 
 SPRITES, MNIST = "vae_lab.data.sprites.Sprites", "vae_lab.data.mnist_like.MNIST"
 MLP_ENC, MLP_DEC = "vae_lab.encoders.MLPEncoder", "vae_lab.decoders.MLPDecoder"

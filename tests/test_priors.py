@@ -8,10 +8,10 @@ from conftest import EVAL_FIGURES, TINY, TINY_EVAL, compose_config, options, tra
 from torch import distributions as D
 
 from vae_lab import evaluate
-from vae_lab.build import build, build_model
 from vae_lab.encoders import MLPEncoder
 from vae_lab.model import VAE, objective
 from vae_lab.priors import MixtureOfGaussians, VampPrior, mixture_log_prob
+from vae_lab.runtime.build import build, build_model
 
 SHAPE = (1, 6, 6)
 

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab import runs
 from vae_lab.checks import ConfigError
-from vae_lab.config import CONFIG_DIR
+from vae_lab.runtime import resume as runs
+from vae_lab.runtime.config import CONFIG_DIR
 from vae_lab.train import train
 
 EXAMPLES = int(os.environ.get("VAE_LAB_PROPERTY_EXAMPLES", 200))

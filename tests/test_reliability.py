@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import TINY, compose_config, scalars, trained_run
 
-from vae_lab import runs
 from vae_lab.checks import ConfigError
 from vae_lab.decoders import MLPDecoder
-from vae_lab.interrupt import StopRequest
 from vae_lab.likelihoods import Bernoulli
+from vae_lab.runtime import resume as runs
+from vae_lab.runtime.interrupt import StopRequest
 from vae_lab.train import train
 
 
@@ -279,7 +279,7 @@ def test_checkpoint_restores_every_random_state(tmp_path):
 
     import numpy as np
 
-    from vae_lab import checkpoint
+    from vae_lab.runtime import checkpoint
 
     generators = {"noise": torch.Generator().manual_seed(1), "binarize": torch.Generator().manual_seed(2)}
     torch.manual_seed(3), random.seed(4), np.random.seed(5)

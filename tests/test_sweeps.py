@@ -8,9 +8,9 @@ from conftest import TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vae_lab import sweep, threads
 from vae_lab.checks import ConfigError
-from vae_lab.config import CONFIG_DIR
+from vae_lab.runtime import sweep, threads
+from vae_lab.runtime.config import CONFIG_DIR
 
 
 def multirun(args, sweep_dir):

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from vae_lab import checkpoint, rundir
-from vae_lab.build import build, build_model
+from vae_lab import rundir
 from vae_lab.checks import ConfigError, choice, first_line, number, positive_int, resolve_device
-from vae_lab.config import CONFIG_DIR
-from vae_lab.metrics import measure
-from vae_lab.run_log import RunLog
+from vae_lab.measure.elbo import measure
+from vae_lab.runtime import checkpoint
+from vae_lab.runtime.build import build, build_model
+from vae_lab.runtime.config import CONFIG_DIR
+from vae_lab.runtime.logbook import RunLog
 
 PROG = "vae-eval"
 
@@ -59,7 +60,7 @@ def options(argv):
     if opts.decomposition_images is not None:
         positive_int("decomposition_images", opts.decomposition_images)
     choice("pictures", opts.pictures, (True, False))
-    from vae_lab.disentanglement import FULL, METRICS, PRESETS
+    from vae_lab.measure.disentanglement import FULL, METRICS, PRESETS
 
     if not OmegaConf.is_list(opts.metrics):
         raise ConfigError(f"metrics={opts.metrics}: must be a list, e.g. metrics=[mig_dlib,dci] (or [] for none)")
@@ -129,7 +130,7 @@ def run(opts):
     runlog.figures("test", figures, step)
     pngs = []
     if opts.pictures:
-        from vae_lab.pictures import log_pictures
+        from vae_lab.measure.pictures import log_pictures
 
         pngs = log_pictures(runlog, model, data, "test", figures, step, run_dir / "figures", prefix="test_", seed=seed)
     result = {"run": str(run_dir), "checkpoint": f"{opts.checkpoint}.pt", "step": step, "split": "test",
@@ -150,7 +151,7 @@ HEADLINES = {"mig_dlib": ("score",), "mig_chen": ("score",), "factor_vae": ("eva
 
 def disentanglement_figures(model, data, metrics, sizes, seed):
     """{"disentanglement": every metric's full result with its protocol, <metric>[_<part>]: the headline figures}."""
-    from vae_lab.disentanglement import disentanglement
+    from vae_lab.measure.disentanglement import disentanglement
 
     was_training = model.training
     model.eval()

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from vae_lab.checks import choice, number
-from vae_lab.decomposition import minibatch_terms
+from vae_lab.measure.decomposition import minibatch_terms
 
 
 class Penalty(nn.Module):
@@ -81,7 +81,7 @@ class FreeBits(Penalty):
 class TCVAE(Penalty):
     """β-TCVAE (Chen et al. 2018, eq. 4): α · I(z; n) + β · TC(z) + γ · Σ_j KL(q(z_j) || p(z_j)), with β = w(step).
 
-    The three terms are the minibatch estimates of vae_lab.decomposition (`estimator`: mss, minibatch-stratified
+    The three terms are the minibatch estimates of vae_lab.measure.decomposition (`estimator`: mss, minibatch-stratified
     sampling, or mws, minibatch-weighted sampling) over the batch, with N the training set's size. With
     α = β = γ = 1 the objective is the ELBO's, up to the estimators' error. Needs a factorised prior (`normal`).
     """

@@ -20,19 +20,21 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from vae_lab import checkpoint, rundir, runs, sweep
-from vae_lab.build import build, build_model, build_optimizer, build_scheduler
+from vae_lab import rundir
 from vae_lab.checks import ConfigError, first_line, resolve_device
-from vae_lab.config import CONFIG_DIR, check_root, register_resolvers
-from vae_lab.diagnostics import CollapseWatch
-from vae_lab.interrupt import StopRequest
-from vae_lab.metrics import measure
+from vae_lab.measure.collapse import CollapseWatch
+from vae_lab.measure.elbo import measure
+from vae_lab.measure.pictures import log_pictures
 from vae_lab.model import objective
-from vae_lab.nonfinite import NonFiniteGuard, TrainingMeans
-from vae_lab.pictures import log_pictures
-from vae_lab.run_log import RunLog
 from vae_lab.rundir import Status
-from vae_lab.threads import set_threads
+from vae_lab.runtime import checkpoint, sweep
+from vae_lab.runtime import resume as runs
+from vae_lab.runtime.build import build, build_model, build_optimizer, build_scheduler
+from vae_lab.runtime.config import CONFIG_DIR, check_root, register_resolvers
+from vae_lab.runtime.guard import NonFiniteGuard, TrainingMeans
+from vae_lab.runtime.interrupt import StopRequest
+from vae_lab.runtime.logbook import RunLog
+from vae_lab.runtime.threads import set_threads
 
 log = logging.getLogger("vae_lab")
 

@@ -43,7 +43,7 @@ def run_job(run, cfg, run_dir):
 
 
 def record_failure(run_dir, cfg, summary):
-    from vae_lab.run_log import RunLog
+    from vae_lab.runtime.logbook import RunLog
 
     runlog = RunLog(run_dir)
     runlog.summary(summary)

@@ -28,7 +28,7 @@ OBJECTIVES = ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units")  # summ
 
 def register_resolvers():
     """The resolvers configs/config.yaml uses; called where an app starts, before Hydra composes a config."""
-    from vae_lab.sweep import job_subdir
+    from vae_lab.runtime.sweep import job_subdir
 
     resolvers = {"vae_lab.job_subdir": job_subdir, "vae_lab.not_in_dirname": lambda: ["seed", *NOT_TRAINED]}
     for name, fn in resolvers.items():

@@ -8,10 +8,10 @@ import torch
 from tqdm import tqdm
 
 from vae_lab.codelength import bits_per_dim
-from vae_lab.decomposition import decompose
-from vae_lab.diagnostics import collapse, sorted_kl
-from vae_lab.disentanglement import mig_dlib_codes as mig
-from vae_lab.iwae import auto_chunk, iwae_nll
+from vae_lab.measure.collapse import collapse, sorted_kl
+from vae_lab.measure.decomposition import decompose
+from vae_lab.measure.disentanglement import mig_dlib_codes as mig
+from vae_lab.measure.iwae import auto_chunk, iwae_nll
 
 log = logging.getLogger("vae_lab")
 
@@ -27,7 +27,7 @@ def measure(model, data, split, max_images=None, batch_size=1000, seed=0, iwae_k
     and binarisation.
 
     The IWAE bound (iwae_k > 0) is computed on the first `iwae_images` of them (all if None), decoding `iwae_chunk`
-    codes per pass ("auto": as many as fit in IWAE_MEMORY). The KL decomposition (vae_lab.decomposition: index-code
+    codes per pass ("auto": as many as fit in IWAE_MEMORY). The KL decomposition (vae_lab.measure.decomposition: index-code
     MI, total correlation, dimension-wise KL) is over the first `decomposition_images` (all if None; its cost grows
     as their square, and the MI never exceeds log of their number, so the result records it). progress=True shows
     bars with the time left (vae-eval), and announces a long IWAE pass with how to shorten it.

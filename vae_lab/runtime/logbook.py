@@ -7,8 +7,8 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_lab import rundir
-from vae_lab.config import NOT_TRAINED
 from vae_lab.rundir import Status
+from vae_lab.runtime.config import NOT_TRAINED
 
 
 class RunLog:

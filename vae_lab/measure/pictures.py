@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from vae_lab.diagnostics import informative_dims
+from vae_lab.measure.collapse import informative_dims
 
 TRAVERSAL_STEPS = 9
 TRAVERSAL_DIMS = 10

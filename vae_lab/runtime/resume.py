@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from vae_lab import rundir
 from vae_lab.checks import ConfigError
-from vae_lab.config import NOT_TRAINED
+from vae_lab.runtime.config import NOT_TRAINED
 
 log = logging.getLogger("vae_lab")
 

@@ -9,10 +9,10 @@ from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from vae_lab.checks import ConfigError, first_line
-from vae_lab.config import check_optimizer_args
 from vae_lab.model import VAE
 from vae_lab.priors import MC_KL_NOTE
-from vae_lab.resources import check_fits
+from vae_lab.runtime.config import check_optimizer_args
+from vae_lab.runtime.resources import check_fits
 
 log = logging.getLogger("vae_lab")
 
@@ -71,7 +71,7 @@ def build_scheduler(cfg, optimizer, steps_per_epoch):
 
 
 def build_optimizer(cfg, model):
-    """The `optimizer` group's torch.optim partial, checked (vae_lab.config), over the model's parameters."""
+    """The `optimizer` group's torch.optim partial, checked (vae_lab.runtime.config), over the model's parameters."""
     make = build("optimizer", cfg.optimizer)
     check_optimizer_args(cfg.optimizer._target_, make.func, make.keywords)
     try:

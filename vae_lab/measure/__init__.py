@@ -1,0 +1,1 @@
+"""What a trained VAE is measured by."""
