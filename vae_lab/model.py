@@ -1,4 +1,5 @@
 """The VAE and its ELBO, written once for every encoder, decoder, likelihood, prior and KL schedule."""
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -43,3 +44,14 @@ def objective(terms, penalty, weight, step, recon_scale=1.0):
     """
     part, parts = penalty(terms, weight, step)
     return -terms.recon_ll.mean() * recon_scale + part, parts
+
+
+@contextmanager
+def eval_mode(model):
+    """`model` in evaluation mode inside the block, back in the mode it was in afterwards, whatever happens."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
