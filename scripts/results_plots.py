@@ -26,7 +26,9 @@ import math
 from pathlib import Path
 
 from vae_lab import rundir
-from vae_lab.compare import Run, find_runs
+from vae_lab.compare import Row, find_runs
+from vae_lab.results import upgrade
+from vae_lab.runtime.logbook import read_scalars
 
 PENALTY_NAMES = {"kl": "beta-VAE", "tcvae": "beta-TCVAE"}  # the penalty option's name in the figures
 # (eval.json key, what it is): the beta story's figures, disentanglement metrics first
@@ -37,22 +39,14 @@ BETA_FIGURES = (("mig_dlib", "MIG (disentanglement_lib)"), ("mig_chen", "MIG (Ch
                 ("recon_nll", "reconstruction NLL (nats)"), ("active_units", "active units"))
 
 
-def scalars(run, tag):
-    """[(step, value), ...] of a TensorBoard scalar of one run."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars(tag)]
-
-
 def capacity(runs, out, skip_steps):
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     report = {}
     for run in runs:
-        kl, cap = scalars(run, "train/kl"), dict(scalars(run, "train/capacity"))
+        tags = read_scalars(run)
+        kl, cap = tags["train/kl"], dict(tags["train/capacity"])
         gaps = [abs(v - cap[s]) for s, v in kl if s in cap and s > skip_steps]
         name = Path(run).name if Path(run).name.startswith("seed=") else str(run)
         report[name] = {"mean_abs_gap": sum(gaps) / len(gaps), "max_abs_gap": max(gaps), "points": len(gaps),
@@ -103,7 +97,7 @@ def spread(values):
 
 
 def beta(paths, out):
-    runs = [Run(p) for p in find_runs(paths)]
+    runs = [Row(p) for p in find_runs(paths)]
     evaluated = [r for r in runs if "eval/elbo" in r.values]
     if not evaluated:
         raise SystemExit("beta: no run here has an eval.json (run vae-eval run=<dir> on each)")
@@ -160,18 +154,18 @@ def beta(paths, out):
 
 
 # (metrics.jsonl key, what it is): the validation figures `training` draws against the step
-TRAINING_FIGURES = (("mig", "validation MIG (disentanglement_lib, posterior means)"),
+TRAINING_FIGURES = (("mig_dlib", "validation MIG (disentanglement_lib, posterior means)"),
                     ("total_correlation", "total correlation (nats)"), ("kl", "KL (nats)"),
                     ("recon_nll", "reconstruction NLL (nats)"), ("active_units", "active units"))
 
 
 def training(paths, out):
-    runs = sorted((Run(p) for p in find_runs(paths)), key=order)
+    runs = sorted((Row(p) for p in find_runs(paths)), key=order)
     plt = pyplot()
     fig, axes = plt.subplots(1, len(TRAINING_FIGURES), figsize=(3.6 * len(TRAINING_FIGURES), 3.4), squeeze=False)
     colours = {}
     for r in runs:
-        lines = [json.loads(line) for line in (r.path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        lines = [upgrade(json.loads(line)) for line in (r.path / rundir.METRICS).read_text().splitlines() if line.strip()]
         name = setting(r)[0]
         colour = colours.setdefault(name, f"C{len(colours)}")
         for ax, (key, _) in zip(axes.flat, TRAINING_FIGURES):

@@ -6,7 +6,7 @@ import torch
 from conftest import compose_config
 
 from vae_lab.checks import ConfigError
-from vae_lab.codelength import DENSITY, PROBABILITY, UNNORMALISED, bits_per_dim
+from vae_lab.codelength import DENSITY, PROBABILITY, UNNORMALISED
 from vae_lab.data.base import TensorImageData
 from vae_lab.likelihoods import (
     Bernoulli,
@@ -16,6 +16,7 @@ from vae_lab.likelihoods import (
     Gaussian,
     Laplace,
 )
+from vae_lab.measure.elbo import bits_per_dim
 from vae_lab.runtime.build import build
 
 SHAPE = (1, 3, 4)

@@ -8,8 +8,9 @@ import yaml
 from conftest import TINY, compose_config, options, trained_run
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab.rundir import NOT_TRAINED
 from vae_lab.runtime.build import build, build_model
-from vae_lab.runtime.config import CONFIG_DIR, NOT_TRAINED
+from vae_lab.runtime.config import CONFIG_DIR
 
 # every config group of configs/config.yaml's defaults list (a new group is tested the moment it is added there),
 # but dataset (tested with its own data below) and experiment (presets)

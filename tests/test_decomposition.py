@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from vae_lab.measure import decomposition
-from vae_lab.measure.decomposition import decompose, log_density_matrix, log_weight_matrix, minibatch_terms
+from vae_lab.measure.decomposition import decompose
+from vae_lab.penalties import log_weight_matrix, minibatch_terms
 from vae_lab.priors import normal_log_prob
 
 F64 = torch.float64
@@ -139,7 +140,7 @@ def test_dimwise_kl_of_a_known_shift():
     def shifted_prior(z):
         return normal_log_prob(z, mu.expand_as(z), torch.zeros_like(z))
 
-    assert abs(decompose(mean, log_var, z=z, prior_log_prob_per_dim=shifted_prior)["dimwise_kl"]) < 1e-10
+    assert abs(decompose(mean, log_var, z=z, log_prob_per_dim=shifted_prior)["dimwise_kl"]) < 1e-10
 
 
 def test_terms_sum_to_the_kl_and_the_kl_is_the_analytic_kl():
@@ -157,7 +158,7 @@ def test_terms_sum_to_the_kl_and_the_kl_is_the_analytic_kl():
 
 def test_a_prior_that_is_not_factorised_gets_no_dimwise_kl():
     mean, log_var, z = _correlated_toy(200, 3, -1.0, 0)
-    r = decompose(mean, log_var, z=z, factorised=False)
+    r = decompose(mean, log_var, z=z, log_prob_per_dim=None)
     assert r["dimwise_kl"] is None and r["dimwise_kl_per_dim"] is None and r["kl"] is None
     assert "not factorised" in r["note"]
     factorised = decompose(mean, log_var, z=z)
@@ -200,7 +201,7 @@ def test_mss_is_unbiased_for_q_z_over_every_possible_batch():
     """N = 7, M = 3: averaged over all 15 batches that hold image 0, the MSS estimate of q(z_0) and of each q(z_0j)
     is exactly 1/N sum_n q(z_0|n) (the log of it is what is biased, by Jensen's inequality)."""
     mean, log_var, z = _correlated_toy(7, 3, -0.5, 0)
-    log_q = log_density_matrix(z[:1], mean, log_var)[0]  # (N, D) log q(z_0j | n)
+    log_q = normal_log_prob(z[:1], mean, log_var)  # (N, D) log q(z_0j | n)
     exact_joint = log_q.sum(1).exp().mean()
     exact_dims = log_q.exp().mean(0)  # (D,)
     log_w = log_weight_matrix(3, 7, "mss", dtype=F64)[0]  # (M,) row of image 0, first in its batch
@@ -243,7 +244,7 @@ def toy():
     return mean, log_var, z, _full(decompose(mean, log_var, z=z))
 
 
-# Bias (MI, TC, dim-KL) over 1000 batches, recorded in vae_lab/decomposition.py's docstring:
+# Bias (MI, TC, dim-KL) over 1000 batches, recorded in docs/decomposition.md:
 #   M = 64:  MWS +6.36 +21.16 -27.51, MSS +0.40 -0.28 -0.12;   M = 256: MWS +6.74 +20.86 -27.61, MSS +0.10 -0.08 -0.02.
 # Here (300 and 100 batches, standard error <= 0.015 nats) MSS gave +0.41 -0.26 -0.13 and +0.10 -0.08 -0.02; the
 # bounds leave about 50% margin over the 1000-batch figures.

@@ -6,8 +6,8 @@ import torch
 from conftest import TINY, compose_config
 from torch import nn
 
-from vae_lab.measure.collapse import CollapseWatch, collapse
-from vae_lab.measure.elbo import active_units, measure
+from vae_lab.measure.collapse import CollapseWatch, active_units, collapse
+from vae_lab.measure.elbo import measure
 from vae_lab.model import VAE
 from vae_lab.runtime.build import build, build_model
 
@@ -41,7 +41,7 @@ def test_constant_posterior_is_collapsed():
     assert figures["index_code_mi"] == pytest.approx(0.0, abs=1e-9)
     assert figures["total_correlation"] == pytest.approx(0.0, abs=1e-9)
     assert figures["collapse"] == "collapsed" and figures["collapse_reason"].startswith("0 of 4 latent dimensions active")
-    assert figures["mig"] == 0.0
+    assert figures["mig_dlib"] == 0.0
 
 
 def test_collapse_verdicts():

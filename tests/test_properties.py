@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.checks import ConfigError
-from vae_lab.runtime import resume as runs
 from vae_lab.runtime.config import CONFIG_DIR
+from vae_lab.runtime.resume import resume_target
 from vae_lab.train import train
 
 EXAMPLES = int(os.environ.get("VAE_LAB_PROPERTY_EXAMPLES", 200))
@@ -266,7 +266,7 @@ def run_case(kind, overrides, fault, fixtures, work):
             assert kind in ("unknown", "value"), f"{kind} case failed to compose: {e}"
             return ("refused by Hydra", _group(str(e).splitlines()[0].split("'")[1] if "'" in str(e) else str(e)))
         if resume:
-            cfg, run_dir = runs.resume_target(cfg, run_dir, [f"resume={resume}"], [])
+            cfg, run_dir = resume_target(cfg, run_dir, [f"resume={resume}"], [])
         summary = train(cfg, run_dir)
     except ConfigError as e:
         message = str(e)

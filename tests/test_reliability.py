@@ -15,7 +15,7 @@ from conftest import TINY, compose_config, scalars, trained_run
 from vae_lab.checks import ConfigError
 from vae_lab.decoders import MLPDecoder
 from vae_lab.likelihoods import Bernoulli
-from vae_lab.runtime import resume as runs
+from vae_lab.runtime import resume
 from vae_lab.runtime.interrupt import StopRequest
 from vae_lab.train import train
 
@@ -131,7 +131,7 @@ def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path):
 
 
 def _run(tmp_path, name, overrides):
-    """(config, directory) of a finished or stopped run of four tiny steps under tmp_path/runs."""
+    """(config, directory) of a finished or stopped run of four tiny steps under tmp_path/resume."""
     run = trained_run(tmp_path / "runs" / name, [*TINY, "trainer.max_steps=4", *overrides])
     return run.cfg, run.dir
 
@@ -143,33 +143,33 @@ def test_resume_auto_picks_the_newest_unfinished_run_of_the_same_config(tmp_path
     _run(tmp_path, "other", ["trainer.stop_at_step=2", "kl.beta=2"])  # another config
     os.utime(old / "checkpoints" / "last.pt", (1, 1))
     me = compose_config([*TINY, "trainer.max_steps=4", "resume=auto", "trainer.log_every=1", "device=cpu"])
-    resumed, run_dir = runs.resume_target(me, tmp_path / "runs" / "mine", ["trainer.log_every=1", "device=cpu"],
+    resumed, run_dir = resume.resume_target(me, tmp_path / "runs" / "mine", ["trainer.log_every=1", "device=cpu"],
                                           [tmp_path / "runs"])
     assert run_dir == new and resumed.resume == str(new) and resumed.trainer.log_every == 1
     assert train(resumed, run_dir)["status"] == "completed"
-    assert runs.find_unfinished(me, [tmp_path / "runs"]) == old
+    assert resume.find_unfinished(me, [tmp_path / "runs"]) == old
     fresh = compose_config([*TINY, "trainer.max_steps=4", "resume=auto", "kl.beta=3"])
-    assert runs.resume_target(fresh, tmp_path / "x", [], [tmp_path / "runs"])[1] == tmp_path / "x"
+    assert resume.resume_target(fresh, tmp_path / "x", [], [tmp_path / "runs"])[1] == tmp_path / "x"
     assert fresh.resume is None
 
 
 def test_search_roots_are_the_fixed_part_of_the_hydra_dirs():
-    assert runs.search_roots("outputs/runs/${now:%Y-%m-%d}/${now:%H}", "outputs/sweeps/${now:%Y}") == [
-        runs.Path("outputs/runs"), runs.Path("outputs/sweeps")]
-    assert runs.search_roots("/scratch/job7", "/scratch/sweep") == [runs.Path("/scratch")]
+    assert resume.search_roots("outputs/runs/${now:%Y-%m-%d}/${now:%H}", "outputs/sweeps/${now:%Y}") == [
+        resume.Path("outputs/runs"), resume.Path("outputs/sweeps")]
+    assert resume.search_roots("/scratch/job7", "/scratch/sweep") == [resume.Path("/scratch")]
 
 
 def test_resume_refuses_an_override_that_changes_the_run(tmp_path):
     cfg, run_dir = _run(tmp_path, "a", ["trainer.stop_at_step=2"])
     cfg.resume, cfg.kl.beta = str(run_dir), 4.0  # as composed from `resume=<dir> kl.beta=4`
     with pytest.raises(ConfigError, match=r"^kl.beta=4: resume=.* where kl.beta=1.0"):
-        runs.resume_target(cfg, tmp_path / "b", ["kl.beta=4"], [])
+        resume.resume_target(cfg, tmp_path / "b", ["kl.beta=4"], [])
     cfg.kl.beta, cfg.device = 1.0, "cpu"
-    resumed, _ = runs.resume_target(cfg, tmp_path / "b", ["kl.beta=1.0", "device=cpu"], [])  # agreeing: fine
+    resumed, _ = resume.resume_target(cfg, tmp_path / "b", ["kl.beta=1.0", "device=cpu"], [])  # agreeing: fine
     assert resumed.device == "cpu"
     other = compose_config(["experiment=keras_tutorial", f"resume={run_dir}"])  # sets keys of its own
     with pytest.raises(ConfigError, match=r"^experiment=keras_tutorial: resume=.* where dataset\._target_=vae_lab.data.sprites"):
-        runs.resume_target(other, tmp_path / "b", ["experiment=keras_tutorial"], [])
+        resume.resume_target(other, tmp_path / "b", ["experiment=keras_tutorial"], [])
 
 
 @pytest.mark.parametrize("damage,message", [

@@ -8,6 +8,7 @@ from conftest import TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from vae_lab import rundir
 from vae_lab.checks import ConfigError
 from vae_lab.runtime import sweep, threads
 from vae_lab.runtime.config import CONFIG_DIR
@@ -169,23 +170,23 @@ def test_threads_setting():
         threads.set_threads("many")
 
 
-def test_run_job_records_any_exception(tmp_path):
+def test_guarded_job_records_any_exception(tmp_path):
     def boom(cfg):
         raise RuntimeError("CUDA out of memory\nmore detail")
 
     cfg = OmegaConf.create({"seed": 0, "latent_dim": 2})
-    assert sweep.run_job(boom, cfg, tmp_path)["status"] == "failed"
+    assert sweep.guarded_job(boom, cfg, tmp_path)["status"] == "failed"
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["status"] == "failed" and saved["error"] == "RuntimeError: CUDA out of memory"
 
 
-def test_run_job_never_writes_over_another_run(tmp_path):
+def test_guarded_job_never_writes_over_another_run(tmp_path):
     (tmp_path / "summary.json").write_text('{"status": "completed"}')
 
     def refuses(cfg):
         raise ConfigError("hydra.run.dir: holds another run already")
 
-    assert sweep.run_job(refuses, OmegaConf.create({}), tmp_path)["status"] == "failed"
+    assert sweep.guarded_job(refuses, OmegaConf.create({}), tmp_path)["status"] == "failed"
     assert json.loads((tmp_path / "summary.json").read_text()) == {"status": "completed"}
 
 
@@ -195,9 +196,9 @@ def test_run_job_never_writes_over_another_run(tmp_path):
     ("dataset.root=/data/x", 1, "dataset.root=%2Fdata%2Fx/seed=1"),
 ])
 def test_job_subdir(name, seed, expected):
-    assert sweep.job_subdir(name, seed) == expected
+    assert rundir.job_subdir(name, seed) == expected
 
 
 def test_long_job_names_fit_the_file_system():
-    a, b = (sweep.job_subdir("encoder.hidden=[" + ",".join(["512"] * 80) + f"],kl.beta={v}", 0) for v in (1, 2))
-    assert a != b and all(len(p.split("/")[0].encode()) <= sweep.MAX_NAME < 256 for p in (a, b))
+    a, b = (rundir.job_subdir("encoder.hidden=[" + ",".join(["512"] * 80) + f"],kl.beta={v}", 0) for v in (1, 2))
+    assert a != b and all(len(p.split("/")[0].encode()) <= rundir.MAX_NAME < 256 for p in (a, b))

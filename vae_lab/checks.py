@@ -45,11 +45,14 @@ def first_line(error, with_type=False, limit=240):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+DEVICES = ("auto", "cpu", "cuda")  # `device` of vae-train and vae-eval: auto takes a GPU when there is one
+
+
 def resolve_device(setting, key="device"):
-    """`auto` (a GPU when there is one), `cpu` or `cuda` as a torch.device; cuda without a GPU is a ConfigError."""
+    """One of DEVICES as a torch.device; cuda without a GPU is a ConfigError."""
     import torch
 
-    choice(key, setting, ("auto", "cpu", "cuda"))
+    choice(key, setting, DEVICES)
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if setting == "cuda" and not torch.cuda.is_available():

@@ -16,39 +16,41 @@ from pathlib import Path
 
 from vae_lab import rundir
 from vae_lab.checks import ConfigError
+from vae_lab.nested import flatten
+from vae_lab.results import EVALUATION, MEASURE, MEASURED, MEASUREMENT, names, upgrade
 from vae_lab.rundir import Status
 
-# the table's summary.json columns, as val/<name>: the ELBO's terms, then the KL's decomposition
-VAL_FIGURES = ("elbo", "recon_nll", "kl", "index_code_mi", "total_correlation", "dimwise_kl", "active_units")
-SUMMARY_VAL = {*VAL_FIGURES, "bits_per_dim", "images", "decomposition_images", "mig"}  # validation figures
-# eval.json keys (written by vae-eval) that say how it was evaluated rather than what was found: not table columns
-EVAL_BOOKKEEPING = {"run", "checkpoint", "step", "split", "prior", "kl_estimate", "collapse_reason", "images",
-                    "decomposition_images", "decomposition_note", "bits_per_dim_note", "iwae_k", "iwae_images", "iwae_elbo",
-                    "evaluate_s", "wall_s"}
-NOT_RUNS = {".hydra", ".submitit", "checkpoints", "figures"}
+# Columns: summary.json's measurements as val/<name>, then every measurement of eval.json as eval/<name> (its
+# disentanglement metrics' headlines included); keys of another role (notes, sizes, times) only for --sort/--filter.
+VAL_COLUMNS = names(MEASURE, MEASUREMENT)
+NOT_COLUMNS = {k.name for k in (*MEASURE, *EVALUATION) if k.role != MEASUREMENT}
+NOT_RUNS = {".hydra", ".submitit", rundir.CHECKPOINTS, rundir.FIGURES}
 
 
-class Run:
-    """One run directory: `overrides` as given on the command line, `values` everything --sort/--filter can use."""
+class Row:
+    """One run directory as a row of the table: `overrides` as given on the command line, `values` everything
+    --sort/--filter can use."""
 
     def __init__(self, path):
         self.path = Path(os.path.abspath(path))
         self.overrides = dict(_parse_override(o) for o in rundir.read_yaml(self.path / rundir.OVERRIDES) or [] if "=" in o)
-        values = _flatten(rundir.read_yaml(self.path / rundir.CONFIG) or {})
+        values = {k: v for k, v in flatten(rundir.read_yaml(self.path / rundir.CONFIG) or {}).items() if _scalar(v)}
         hydra = rundir.read_yaml(self.path / rundir.HYDRA) or {}
         choices = hydra.get("hydra", {}).get("runtime", {}).get("choices") or {}
         values.update({g: c for g, c in choices.items() if not g.startswith("hydra/") and isinstance(c, str)})
         values.update(self.overrides)
         summary = rundir.summary(self.path)
+        summary = summary if summary is None else upgrade(summary)
         if summary is None:
             summary = {"status": "no summary", "error": "no summary.json: still running, or killed"}
         elif summary.get("status") != Status.COMPLETED and "message" in summary:  # diverged, stopped: why, in one line
             summary.setdefault("error", summary.pop("message"))
         for key, value in summary.items():
             if key != "run_dir" and _scalar(value):
-                values[f"val/{key}" if key in SUMMARY_VAL else key] = value
-        for key, value in _flatten(rundir.read_json(self.path / rundir.EVAL) or {}).items():
-            values[f"eval/{key}"] = value
+                values[f"val/{key}" if key in MEASURED else key] = value
+        for key, value in flatten(upgrade(rundir.read_json(self.path / rundir.EVAL) or {})).items():
+            if _scalar(value):
+                values[f"eval/{key}"] = value
         values["run"] = str(self.path)
         self.values = values
 
@@ -79,10 +81,12 @@ def differing(runs):
 
 
 def columns(runs):
-    present = lambda key: any(key in r.values for r in runs)  # noqa: E731
+    def present(key):
+        return any(key in r.values for r in runs)
+
     evals = list(dict.fromkeys(k for r in runs for k in r.values if k.startswith("eval/")
-                               and "." not in k and k[5:] not in EVAL_BOOKKEEPING))  # nested keys: --filter only
-    cols = [*differing(runs), "status", *(f"val/{k}" for k in VAL_FIGURES if present(f"val/{k}")), *evals]
+                               and "." not in k and k[5:] not in NOT_COLUMNS))  # nested keys: --filter only
+    cols = [*differing(runs), "status", *(f"val/{k}" for k in VAL_COLUMNS if present(f"val/{k}")), *evals]
     return cols + (["error"] if present("error") else []) + ["run"]
 
 
@@ -125,7 +129,10 @@ def keep(runs, expression):
 def sort(runs, key, descending=False):
     """Sorted by `key` (numbers apart from text); runs without the key come last in either direction."""
     key = resolve(key, runs)
-    get = lambda r: r.values.get(key)  # noqa: E731
+
+    def get(run):
+        return run.values.get(key)
+
     have = [r for r in runs if get(r) is not None]
     ordered = sorted(have, key=lambda r: _sort_key(get(r)), reverse=descending)
     return ordered + [r for r in runs if get(r) is None]
@@ -161,7 +168,9 @@ def text_table(cols, table):
 
 
 def markdown_table(cols, table):
-    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    def esc(text):
+        return text.replace("|", "\\|")
+
     lines = ["| " + " | ".join(map(esc, cols)) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(esc(fmt(v)) for v in row) + " |" for row in table]
     return "\n".join(lines) + "\n"
@@ -178,100 +187,6 @@ def csv_table(cols, table):
 def label(run, keys):
     # a run that did not override a key has the config's value (e.g. its group's option): name it by that
     return ",".join(f"{k}={fmt(run.overrides.get(k, run.values.get(k)))}" for k in keys) or run.path.name
-
-
-def plot(runs, out_dir):
-    """The rate-distortion plane and each figure against every numeric swept key, as PNGs; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = differing(runs)
-    done = [r for r in runs if r.values.get("status") == Status.COMPLETED
-            and all(_finite(r.values.get(f"val/{k}")) for k in ("kl", "recon_nll"))]
-    written = []
-    if done:
-        written.append(rate_distortion(plt, done, keys, out_dir / "rate_distortion.png"))
-    figures = [c for c in columns(done) if c.startswith(("val/", "eval/"))
-               and any(_finite(r.values.get(c)) for r in done)] if done else []
-    for key in (k for k in keys if k != "seed"):  # a figure against the seed says nothing
-        xs = [r.overrides.get(key) for r in done]
-        if figures and len(set(xs)) > 1 and all(_finite(x) for x in xs):
-            written.append(against(plt, done, key, [k for k in keys if k != key], figures,
-                                   out_dir / f"vs_{key.replace('/', '_')}.png"))
-    return written
-
-
-def rate_distortion(plt, runs, keys, path):
-    # Alemi et al. 2018, "Fixing a Broken ELBO": rate R = KL(q(z|x) || p(z)), distortion D = -E_q log p(x|z);
-    # -ELBO = D + R, so runs of equal ELBO lie on a line of slope -1.
-    rate = [r.values["val/kl"] for r in runs]
-    dist = [r.values["val/recon_nll"] for r in runs]
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    numeric = [k for k in keys if k != "seed" and all(_finite(r.overrides.get(k)) for r in runs)]
-    if numeric:  # colour by the first numeric swept key
-        import matplotlib.colors
-
-        c = [r.overrides[numeric[0]] for r in runs]
-        norm = matplotlib.colors.LogNorm() if _decades(c) else None
-        fig.colorbar(ax.scatter(rate, dist, c=c, norm=norm, s=18, zorder=3), ax=ax, label=numeric[0])
-    else:
-        ax.scatter(rate, dist, s=18, zorder=3)
-    if len(runs) <= 40:
-        for r, x, y in zip(runs, rate, dist):
-            ax.annotate(label(r, keys), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    best = min(x + y for x, y in zip(rate, dist))
-    ax.margins(x=0.25 if len(runs) <= 40 else 0.05, y=0.08)  # room for the labels
-    xlim, ylim = ax.get_xlim(), ax.get_ylim()
-    ax.plot(xlim, [best - xlim[0], best - xlim[1]], "--", color="grey", lw=0.8, label=f"best ELBO: R + D = {best:.2f}")
-    ax.set(xlim=xlim, ylim=ylim, xlabel="rate: KL (nats per image)",
-           ylabel="distortion: reconstruction NLL (nats per image)", title="Rate-distortion plane (Alemi et al. 2018)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def against(plt, runs, key, others, figures, path):
-    """Each figure against `key`: one line per combination of the other swept keys through the mean over seeds,
-    with every run as a dot; dots only when there are too many combinations."""
-    others = [k for k in others if k != "seed"]
-    groups = {}
-    for r in sorted(runs, key=lambda r: [_sort_key(r.overrides.get(k)) for k in others]):
-        groups.setdefault(label(r, others) if others else "", []).append(r)
-    lines = len(groups) <= 10
-    xs = [r.overrides[key] for r in runs]
-    ncol = min(len(figures), 4)
-    nrow = math.ceil(len(figures) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3 * nrow), squeeze=False)
-    for ax, figure in zip(axes.flat, figures):
-        for name, members in groups.items():
-            at = {}
-            for r in members:
-                if _finite(r.values.get(figure)):
-                    at.setdefault(r.overrides[key], []).append(r.values[figure])
-            if not at:
-                continue
-            dots = ax.plot(*zip(*[(x, v) for x, vs in at.items() for v in vs]), "o", ms=3, alpha=0.6)
-            if lines:
-                x_mean = sorted((x, sum(vs) / len(vs)) for x, vs in at.items())
-                ax.plot(*zip(*x_mean), "-", color=dots[0].get_color(), label=name or None)
-        if _decades(xs):
-            ax.set_xscale("log")
-            ax.minorticks_off()
-        if len(set(xs)) <= 8:  # a grid: a tick at each value swept
-            ax.set_xticks(sorted(set(xs)), [fmt(x) for x in sorted(set(xs))])
-        ax.set(xlabel=key, title=figure)
-    for ax in axes.flat[len(figures):]:
-        ax.axis("off")
-    if lines and others:
-        axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def main(argv=None):
@@ -294,7 +209,7 @@ def main(argv=None):
 
 
 def compare(args):
-    runs = [Run(p) for p in find_runs(args.paths)]
+    runs = [Row(p) for p in find_runs(args.paths)]
     swept = differing(runs)
     runs.sort(key=lambda r: [_sort_key(r.overrides.get(k)) for k in swept])  # 2 before 10
     total = len(runs)
@@ -318,18 +233,10 @@ def compare(args):
     if not args.no_plots and runs:
         out = Path(args.out) if args.out else Path(os.path.commonpath([os.path.abspath(p) for p in args.paths]))
         out.mkdir(parents=True, exist_ok=True)
+        from vae_lab.compare_plots import plot  # matplotlib only when plots are drawn
+
         for path in plot(runs, out):
             print(f"wrote {path}")
-
-
-def _flatten(node, prefix=""):
-    out = {}
-    for key, value in node.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        elif _scalar(value):
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _parse_override(text):

@@ -12,13 +12,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from vae_lab import rundir
-from vae_lab.checks import ConfigError, choice, first_line, number, positive_int, resolve_device
+from vae_lab import nested, rundir
+from vae_lab.checks import DEVICES, ConfigError, choice, first_line, number, positive_int, resolve_device
 from vae_lab.measure.elbo import measure
+from vae_lab.measure.pictures import log_pictures
+from vae_lab.results import MEASURE, MEASURED, MEASUREMENT
 from vae_lab.runtime import checkpoint
 from vae_lab.runtime.build import build, build_model
-from vae_lab.runtime.config import CONFIG_DIR
-from vae_lab.runtime.logbook import RunLog
+from vae_lab.runtime.config import CONFIG_DIR, EvalConfig, check_schema
+from vae_lab.runtime.logbook import Logbook
 
 PROG = "vae-eval"
 
@@ -31,7 +33,6 @@ def options(argv):
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    base = OmegaConf.load(Path(CONFIG_DIR) / "evaluate.yaml")
     for arg in argv:
         if "=" not in arg and not arg.startswith("~"):
             raise ConfigError(f"{arg!r}: arguments are key=value, e.g. run=outputs/runs/<date>/<time>")
@@ -39,14 +40,13 @@ def options(argv):
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=PROG):
             opts = compose("evaluate", overrides=[_quoted(arg) for arg in argv])
     except HydraException as e:  # a bad override or an unknown key: Hydra's message, first line
-        raise ConfigError(f"{first_line(e)} (keys: {', '.join(_keys(OmegaConf.to_container(base)))})") from None
+        keys = nested.flatten(OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "evaluate.yaml")))
+        raise ConfigError(f"{first_line(e)} (keys: {', '.join(keys)})") from None
     if OmegaConf.is_missing(opts, "run"):
         raise ConfigError("run: required; give the run directory, e.g. vae-eval run=outputs/runs/<date>/<time>")
-    for key, node in base.items_ex(resolve=False):
-        if OmegaConf.is_dict(node) and not OmegaConf.is_dict(opts[key]):
-            raise ConfigError(f"{key}={opts[key]}: {key} holds keys; set them one by one, e.g. {key}.{next(iter(node))}=...")
-    choice("checkpoint", opts.checkpoint, ("last", "best"))
-    choice("device", opts.device, ("auto", "cpu", "cuda"))
+    check_schema(EvalConfig, opts, "see configs/evaluate.yaml")
+    choice("checkpoint", opts.checkpoint, (rundir.LAST, rundir.BEST))
+    choice("device", opts.device, DEVICES)
     if opts.max_images is not None:
         positive_int("max_images", opts.max_images)
     positive_int("batch_size", opts.batch_size)
@@ -88,16 +88,11 @@ def _quoted(arg):
     return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _keys(node, prefix=""):
-    for k, v in node.items():
-        yield from (_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"])
-
-
 def load_run(opts):
     """The run's config, data, and model with the checkpoint's weights; raises ConfigError before writing anything."""
     run_dir = Path(opts.run)
     cfg = rundir.config(run_dir, key="run")
-    ckpt_path = run_dir / "checkpoints" / f"{opts.checkpoint}.pt"
+    ckpt_path = rundir.checkpoint(run_dir, opts.checkpoint)
     state = checkpoint.load(ckpt_path)
     if not isinstance(state, dict) or "model" not in state:
         raise ConfigError(f"{ckpt_path}: not a vae_lab checkpoint (no model weights in it)")
@@ -112,34 +107,34 @@ def load_run(opts):
     return run_dir, cfg, data, model.to(device), state
 
 
-def run(opts):
-    """Evaluate on the test split and write eval.json, TensorBoard test/ entries and figures/test_*.png."""
+def evaluate(opts):
+    """Evaluate on the test split and write eval.json, TensorBoard test/ entries and figures/test_*.png; returns
+    eval.json's content (keys: vae_lab.results)."""
     start = time.perf_counter()
     run_dir, cfg, data, model, state = load_run(opts)
     seed = cfg.seed if opts.seed is None else opts.seed
     step = int(state.get("step", 0))
-    figures = measure(model, data, "test", opts.max_images, opts.batch_size, seed=seed,
-                       iwae_k=opts.iwae.k, iwae_images=opts.iwae.images, iwae_chunk=opts.iwae.chunk,
-                       decomposition_images=opts.decomposition_images, progress=True)
+    result = measure(model, data, "test", opts.max_images, opts.batch_size, seed=seed,
+                     iwae_k=opts.iwae.k, iwae_images=opts.iwae.images, iwae_chunk=opts.iwae.chunk,
+                     decomposition_images=opts.decomposition_images, mig=False, progress=True)
     if data.factor_names and opts.metrics:
         sizes = opts.metric_sizes
         sizes = OmegaConf.to_container(sizes) if OmegaConf.is_dict(sizes) else sizes
-        figures.update(disentanglement_figures(model, data, list(opts.metrics), sizes, seed))
+        result.update(disentanglement_figures(model, data, list(opts.metrics), sizes, seed))
     evaluate_s = time.perf_counter() - start
-    runlog = RunLog(run_dir)
-    runlog.figures("test", figures, step)
+    logbook = Logbook(run_dir)
+    logbook.result("test", result, step)
     pngs = []
     if opts.pictures:
-        from vae_lab.measure.pictures import log_pictures
-
-        pngs = log_pictures(runlog, model, data, "test", figures, step, run_dir / "figures", prefix="test_", seed=seed)
-    result = {"run": str(run_dir), "checkpoint": f"{opts.checkpoint}.pt", "step": step, "split": "test",
-              "prior": type(model.prior).__name__, "kl_estimate": "analytic" if model.prior.analytic_kl else
-              "single-sample Monte-Carlo", **figures, "mig": figures.get("mig"), "mig_per_factor": figures.get("mig_per_factor"),
+        pngs = log_pictures(logbook, model, data, "test", result, step, run_dir / rundir.FIGURES, prefix="test_",
+                            seed=seed)
+    result = {"run": str(run_dir), "checkpoint": rundir.checkpoint(run_dir, opts.checkpoint).name, "step": step,
+              "split": "test", "prior": type(model.prior).__name__,
+              "kl_estimate": "analytic" if model.prior.analytic_kl else "single-sample Monte-Carlo", **result,
               "figures": [str(p.relative_to(run_dir)) for p in pngs],
               "evaluate_s": evaluate_s, "wall_s": time.perf_counter() - start}
-    runlog.summary(result, rundir.EVAL)
-    runlog.close()
+    logbook.summary(result, rundir.EVAL)
+    logbook.close()
     return result
 
 
@@ -169,29 +164,41 @@ def disentanglement_figures(model, data, metrics, sizes, seed):
 
 
 def table(r):
-    """The short report printed at the end."""
-    rows = [("elbo", f"{r['elbo']:.2f}"), ("recon_nll", f"{r['recon_nll']:.2f}"),
-            ("kl", f"{r['kl']:.3f}" + ("" if r["kl_estimate"] == "analytic" else "  (Monte-Carlo estimate)")),
-            ("bits_per_dim", f"{r['bits_per_dim']:.4f}" if r["bits_per_dim"] is not None else f"n/a: {r['bits_per_dim_note']}")]
-    if "iwae_nll" in r:
-        rows.append((f"iwae_nll (k={r['iwae_k']}, {r['iwae_images']} images)",
-                     f"{r['iwae_nll']:.2f}  (-elbo - iwae_nll = {-r['iwae_elbo'] - r['iwae_nll']:.2f} on those images)"))
-    n = r["decomposition_images"]
-    rows += [(f"index_code_mi (N={n})", f"{r['index_code_mi']:.3f}  (at most log N = {math.log(n):.2f})"),
-             ("total_correlation", f"{r['total_correlation']:.3f}"),
-             ("dimwise_kl", "n/a (prior not factorised)" if r["dimwise_kl"] is None else f"{r['dimwise_kl']:.3f}"),
-             ("active_units", f"{r['active_units']} of {len(r['posterior_mean_var'])}"),
-             ("kl per dim, sorted", "  ".join(f"z{j} {v:.2f}" for j, v in r["kl_per_dim_sorted"][:10])),
-             ("mig (val-style, test split)", "n/a (no ground-truth factors)" if r["mig"] is None else f"{r['mig']:.3f}"),
-             *((k, f"{r[k]:.3f}") for k in _headline_keys(r)),
-             ("collapse", f"{r['collapse']} ({r['collapse_reason']})")]
+    """The short report printed at the end: every figure of vae_lab.results.MEASURE that was measured, in its order,
+    then the disentanglement metrics' headlines."""
+    rows = []
+    for key in MEASURE:
+        if key.role != MEASUREMENT or key.name not in r:
+            continue
+        value = r[key.name]
+        if value is None:
+            text = f"n/a: {r.get(key.note) or 'not measured'}"
+        else:
+            text = format(value, key.fmt) + (ANNOTATIONS[key.name](r) if key.name in ANNOTATIONS else "")
+        rows.append((LABELS[key.name](r) if key.name in LABELS else key.name, text))
+    rows[-1:-1] = [("kl per dim, sorted", "  ".join(f"z{j} {v:.2f}" for j, v in r["kl_per_dim_sorted"][:10])),
+                   *((k, f"{r[k]:.3f}") for k in _metric_keys(r) if k not in MEASURED)]
     width = max(len(k) for k, _ in rows)
     head = (f"{r['run']}: {r['checkpoint']} (step {r['step']}), {r['images']} test images, nats per image, "
             f"{r['wall_s']:.1f} s")
-    return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows), f"wrote {Path(r['run']) / 'eval.json'}"])
+    return "\n".join([head, *(f"  {k:<{width}}  {v}" for k, v in rows), f"wrote {Path(r['run']) / rundir.EVAL}"])
 
 
-def _headline_keys(r):
+# How the table labels and annotates a figure beyond its value: the sample it was measured on, what bounds it.
+LABELS = {
+    "iwae_nll": lambda r: f"iwae_nll (k={r['iwae_k']}, {r['iwae_images']} images)",
+    "index_code_mi": lambda r: f"index_code_mi (N={r['decomposition_images']})",
+}
+ANNOTATIONS = {
+    "kl": lambda r: "" if r["kl_estimate"] == "analytic" else "  (Monte-Carlo estimate)",
+    "iwae_nll": lambda r: f"  (-elbo - iwae_nll = {-r['iwae_elbo'] - r['iwae_nll']:.2f} on those images)",
+    "index_code_mi": lambda r: f"  (at most log N = {math.log(r['decomposition_images']):.2f})",
+    "active_units": lambda r: f" of {len(r['posterior_mean_var'])}",
+    "collapse": lambda r: f" ({r['collapse_reason']})",
+}
+
+
+def _metric_keys(r):
     return [k for name, parts in HEADLINES.items() for k in ([name] if len(parts) == 1 else
                                                                [f"{name}_{p}" for p in parts]) if k in r]
 
@@ -208,7 +215,7 @@ def main(argv=None):
 
     try:
         with logging_redirect_tqdm():  # a warning on its own line, not inside a progress bar
-            result = run(options(argv))
+            result = evaluate(options(argv))
     except ConfigError as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
     print(table(result))

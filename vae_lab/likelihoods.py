@@ -67,35 +67,9 @@ class Bernoulli(Likelihood):
         return D.Bernoulli(logits=params, validate_args=False)
 
     def log_prob(self, x, params):
-        # Same value as Bernoulli(logits).log_prob(x) (tests check it) without building the object each step.
-        if params.device.type == "cpu":
-            return BernoulliLogProb.apply(params, x).flatten(1).sum(1)
+        # Same value as Bernoulli(logits).log_prob(x) (tests check it) without building the object each step:
+        # torch's fused kernel, -softplus(-l) x - softplus(l) (1 - x) per pixel.
         return -nn.functional.binary_cross_entropy_with_logits(params, x, reduction="none").flatten(1).sum(1)
-
-
-class BernoulliLogProb(torch.autograd.Function):
-    """log Bernoulli(x; logits l) per pixel = x l - softplus(l), softplus(l) = max(l, 0) + log1p(exp(-|l|)).
-
-    A CPU fast path: torch's CPU log1p is not vectorised while log is, so binary_cross_entropy_with_logits spends
-    most of its time in log1p (scripts/bench.py: log1p_vs_log, bernoulli_log_prob). Here log1p comes from log at
-    the same accuracy: log1p(e) = log(u) - ((u - 1) - e) / u with u = 1 + e: (u - 1) - e is exactly the rounding
-    error of 1 + e (e <= 1), and dividing it by u is the first-order term of what log(u) lost by it.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, x):
-        ctx.save_for_backward(logits, x)
-        e = logits.abs().neg_().exp_()  # exp(-|l|), in (0, 1]
-        u = e + 1
-        log1p_e = torch.log(u).sub_((u - 1).sub_(e).div_(u))
-        return (x * logits).sub_(logits.clamp(min=0)).sub_(log1p_e)
-
-    @staticmethod
-    def backward(ctx, grad):
-        logits, x = ctx.saved_tensors
-        grad_logits = (x - torch.sigmoid(logits)).mul_(grad) if ctx.needs_input_grad[0] else None
-        grad_x = (grad * logits).sum_to_size(x.shape) if ctx.needs_input_grad[1] else None
-        return grad_logits, grad_x
 
 
 class ContinuousBernoulli(Likelihood):

@@ -5,11 +5,15 @@ that is added to −log p(x|z). Its main coefficient is the schedule's weight w(
 β-TCVAE's β on the total correlation, the multiplier of γ for capacity — so `kl=linear` warms up any penalty and one
 `kl.beta` sweep spans them all. The ELBO that is reported never depends on the penalty.
 """
+import math
+
 import torch
 from torch import nn
 
 from vae_lab.checks import choice, number
-from vae_lab.measure.decomposition import minibatch_terms
+from vae_lab.priors import normal_log_prob, standard_normal_log_prob
+
+ESTIMATORS = ("mss", "mws")  # of the aggregate posterior q(z) from one batch: minibatch-stratified or -weighted
 
 
 class Penalty(nn.Module):
@@ -23,7 +27,6 @@ class Penalty(nn.Module):
     """
 
     names: tuple = ("kl_penalty",)
-    needs_factorised_prior = False  # True where a term is the dimension-wise KL against p(z_j)
 
     def __init__(self, dataset_size=None):
         super().__init__()
@@ -127,3 +130,46 @@ class DIP(Penalty):
                  "dip_diagonal": self.lambda_d * (diag - 1).pow(2).sum()}
         return sum(parts.values()), parts
 
+
+# ---- the β-TCVAE's minibatch estimates of the KL decomposition (vae_lab.measure.decomposition: over all images)
+
+def log_weight_matrix(batch_size, dataset_size, estimator="mss", dtype=torch.float32, device=None):
+    """log w_ij, (M, M): log q(z_i) is estimated as logsumexp_j [log w_ij + log q(z_i | n_j)] over a batch of M."""
+    m, n = batch_size, dataset_size
+    if estimator == "mws":
+        # Chen et al. 2018, Sec. 4.1 (MWS): q(z_i) ~ 1/(N M) sum_j q(z_i | n_j), as the paper defines it
+        return torch.full((m, m), -math.log(n * m), dtype=dtype, device=device)
+    if estimator != "mss":
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, not {estimator!r}")
+    if m < 2 or n < m:
+        raise ValueError(f"MSS needs 2 <= batch size <= dataset size; got batch {m}, dataset {n}")
+    # Minibatch-stratified sampling (Chen et al. 2018, appendix), with equal weights on the other members:
+    #   q(z_i) = 1/N q(z_i | n_i) + 1/N sum_{n != n_i} q(z_i | n)
+    #         ~ 1/N q(z_i | n_i) + (N-1)/(N (M-1)) sum_{j != i} q(z_i | n_j).
+    # The M-1 other members of a batch drawn without replacement are each a uniform draw from the N-1 other images,
+    # so the second sum is unbiased for the first; and of all weightings with that property, equal weights on
+    # exchangeable draws have the least variance. With M = N (the whole data set) every weight is 1/N and this is
+    # exactly the full-data estimate. Each row sums to 1; weights depend only on M and N.
+    # rtqichen/beta-tcvae's weight matrix differs on its diagonal: docs/decomposition.md says how and what it changes.
+    log_w = torch.full((m, m), math.log((n - 1) / (n * (m - 1))), dtype=dtype, device=device)
+    return log_w.fill_diagonal_(-math.log(n))
+
+
+def minibatch_terms(z, mean, log_var, dataset_size, estimator="mss", log_prob_per_dim=standard_normal_log_prob):
+    """(MI, TC, dim-KL), scalar tensors averaged over the batch, from z (M, D), z_i ~ q(z|n_i), and its posteriors.
+
+    Differentiable and in the batch's dtype: the terms of a β-TCVAE objective (Chen et al. 2018, Sec. 4). dataset_size
+    is N, the number of images the batch is drawn from; estimator one of ESTIMATORS (docs/decomposition.md: each
+    one's bias). log_prob_per_dim(z) -> (M, D) is a factorised prior's log p(z_j) (Prior.log_prob_per_dim).
+    """
+    m = z.shape[0]
+    log_q_own = normal_log_prob(z, mean, log_var).sum(1)  # (M,) log q(z_i | n_i)
+    log_q = normal_log_prob(z[:, None, :], mean[None], log_var[None])  # (M, M, D) log q(z_id | n_j)
+    log_w = log_weight_matrix(m, dataset_size, estimator, dtype=z.dtype, device=z.device)  # (M, M)
+    log_qz = torch.logsumexp(log_w + log_q.sum(2), dim=1)  # (M,) log q(z_i)
+    log_qz_dims = torch.logsumexp(log_w[:, :, None] + log_q, dim=1)  # (M, D) log q(z_id), same weights per dimension
+    log_p = log_prob_per_dim(z)  # (M, D) log p(z_id)
+    mi = (log_q_own - log_qz).mean()
+    tc = (log_qz - log_qz_dims.sum(1)).mean()
+    dimwise_kl = (log_qz_dims - log_p).sum(1).mean()
+    return mi, tc, dimwise_kl

@@ -19,7 +19,10 @@ class Prior(nn.Module):
     """
 
     analytic_kl = False
-    factorised = False  # p(z) = prod_j p(z_j): the KL decomposition's dimension-wise term is defined
+    # log_prob_per_dim(z) -> (B, D), log p(z_j) per dimension, is defined by a factorised prior, p(z) = prod_j p(z_j):
+    # the KL decomposition's dimension-wise term and the β-TCVAE's are taken against it. None where p(z) does not
+    # factorise (mixtures, VampPrior).
+    log_prob_per_dim = None
 
     def __init__(self, latent_dim, in_shape=None):
         super().__init__()
@@ -41,10 +44,19 @@ class Prior(nn.Module):
         log_q = normal_log_prob(z, mean, log_var).sum(1)
         return (log_q - self.log_prob(z)).unsqueeze(1)
 
+    @property
+    def factorised(self):
+        return self.log_prob_per_dim is not None
+
 
 def normal_log_prob(z, mean, log_var):
     """log N(z; mean, exp(log_var)) per dimension, same shape as z."""
     return -0.5 * (math.log(2 * math.pi) + log_var + (z - mean) ** 2 / log_var.exp())
+
+
+def standard_normal_log_prob(z):
+    """log N(z_j; 0, 1) per dimension, same shape as z."""
+    return -0.5 * (math.log(2 * math.pi) + z * z)
 
 
 def mixture_log_prob(z, means, log_vars, log_weights):
@@ -72,10 +84,12 @@ class StandardNormal(Prior):
     """p(z) = N(0, I), with the analytic KL."""
 
     analytic_kl = True
-    factorised = True
+
+    def log_prob_per_dim(self, z):
+        return standard_normal_log_prob(z)
 
     def log_prob(self, z):
-        return normal_log_prob(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
+        return standard_normal_log_prob(z).sum(1)
 
     def sample(self, n, generator):
         return torch.randn(n, self.latent_dim, generator=generator, device=generator.device)

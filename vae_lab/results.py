@@ -1,20 +1,20 @@
-"""The keys of every result vae_lab writes, each defined once: what `measure()` returns (the val/ figures of
-metrics.jsonl and summary.json, and the test figures of eval.json), what vae-train adds in summary.json and what
-vae-eval adds in eval.json.
+"""The keys of every result vae_lab writes, each defined once: what `measure()` returns (the val/ results of
+metrics.jsonl and summary.json, and the test results of eval.json), what vae-train adds in summary.json and what
+vae-eval adds in eval.json. ("Figures" are the PNGs under <run>/figures/, listed in eval.json's `figures`.)
 
 Torch-free: vae-compare reads hundreds of runs with it. Every key has a role:
 
-    FIGURE       what measuring the model found (a number or a verdict): what tables, plots and sweeps compare
-    DETAIL       what explains a figure: per-dimension lists, notes, nested results
+    MEASUREMENT  what measuring the model found (a number or a verdict): what tables, plots and sweeps compare
+    DETAIL       what explains a measurement: per-dimension lists, notes, nested results
     BOOKKEEPING  how and on what it was measured, and where the run stands: sizes, steps, times, status
 
 Keys stay top-level in the JSON files, with these names, because scripts read them by name. Each disentanglement
-metric adds its headline figures to eval.json as `metric_key(metric, part)` (the parts are in its record,
+metric adds its headline measurements to eval.json as `metric_key(metric, part)` (the parts are in its record,
 vae_lab.measure.disentanglement) and its whole result under `disentanglement`.
 """
 from typing import NamedTuple
 
-FIGURE, DETAIL, BOOKKEEPING = "figure", "detail", "bookkeeping"
+MEASUREMENT, DETAIL, BOOKKEEPING = "measurement", "detail", "bookkeeping"
 
 
 class Key(NamedTuple):
@@ -29,19 +29,19 @@ class Key(NamedTuple):
 # iwae_* with an IWAE bound (k > 0), decomposition_note for a prior that is not factorised, mig_dlib* for data with
 # ground-truth factors.
 MEASURE = (
-    Key("elbo", FIGURE, "the ELBO, E_q[log p(x|z)] - KL", ".2f"),
-    Key("recon_nll", FIGURE, "-E_q[log p(x|z)], summed over pixels", ".2f"),
-    Key("kl", FIGURE, "KL(q(z|x) || p(z)), summed over latent dimensions"),
-    Key("bits_per_dim", FIGURE, "-ELBO in bits per pixel and channel, where that is a code length", ".4f",
+    Key("elbo", MEASUREMENT, "the ELBO, E_q[log p(x|z)] - KL", ".2f"),
+    Key("recon_nll", MEASUREMENT, "-E_q[log p(x|z)], summed over pixels", ".2f"),
+    Key("kl", MEASUREMENT, "KL(q(z|x) || p(z)), summed over latent dimensions"),
+    Key("bits_per_dim", MEASUREMENT, "-ELBO in bits per pixel and channel, where that is a code length", ".4f",
         note="bits_per_dim_note"),
-    Key("iwae_nll", FIGURE, "the k-sample IWAE bound on -log p(x) (Burda et al. 2016)", ".2f"),
-    Key("index_code_mi", FIGURE, "I_q(z; n), the KL decomposition's first term (at most log of its images)"),
-    Key("total_correlation", FIGURE, "KL(q(z) || prod_j q(z_j))"),
-    Key("dimwise_kl", FIGURE, "sum_j KL(q(z_j) || p(z_j)); null for a prior that is not factorised",
+    Key("iwae_nll", MEASUREMENT, "the k-sample IWAE bound on -log p(x) (Burda et al. 2016)", ".2f"),
+    Key("index_code_mi", MEASUREMENT, "I_q(z; n), the KL decomposition's first term (at most log of its images)"),
+    Key("total_correlation", MEASUREMENT, "KL(q(z) || prod_j q(z_j))"),
+    Key("dimwise_kl", MEASUREMENT, "sum_j KL(q(z_j) || p(z_j)); null for a prior that is not factorised",
         note="decomposition_note"),
-    Key("active_units", FIGURE, "latent dimensions with Cov_x(E_q[z_j]) > 0.01 (Burda et al. 2016)", "d"),
-    Key("mig_dlib", FIGURE, "MIG of the posterior means of the split's images (disentanglement_lib's estimator)"),
-    Key("collapse", FIGURE, "ok | partial | collapsed: is the code used", "s"),
+    Key("active_units", MEASUREMENT, "latent dimensions with Cov_x(E_q[z_j]) > 0.01 (Burda et al. 2016)", "d"),
+    Key("mig_dlib", MEASUREMENT, "MIG of the posterior means of the split's images (disentanglement_lib's estimator)"),
+    Key("collapse", MEASUREMENT, "ok | partial | collapsed: is the code used", "s"),
     Key("bits_per_dim_note", DETAIL, "why bits_per_dim is, or is not, a code length", "s"),
     Key("decomposition_note", DETAIL, "why dimwise_kl is null", "s"),
     Key("collapse_reason", DETAIL, "active units and KL behind the collapse verdict", "s"),
@@ -56,7 +56,7 @@ MEASURE = (
     Key("iwae_images", BOOKKEEPING, "images the IWAE bound is computed on", "d"),
 )
 
-# summary.json beyond measure()'s figures (which a completed run has, from its final validation)
+# summary.json beyond measure()'s keys (which a completed run has, from its final validation)
 TRAINING = (
     Key("status", BOOKKEEPING, "completed | stopped | interrupted | diverged | failed (vae_lab.rundir.Status)", "s"),
     Key("error", BOOKKEEPING, "why a run diverged or failed, in one line", "s"),
@@ -72,7 +72,7 @@ TRAINING = (
     Key("run_dir", BOOKKEEPING, "the run directory", "s"),
 )
 
-# eval.json beyond measure()'s figures and the disentanglement metrics' headlines
+# eval.json beyond measure()'s keys and the disentanglement metrics' headlines
 EVALUATION = (
     Key("run", BOOKKEEPING, "the run directory evaluated", "s"),
     Key("checkpoint", BOOKKEEPING, "last.pt or best.pt", "s"),
@@ -86,7 +86,7 @@ EVALUATION = (
     Key("wall_s", BOOKKEEPING, "seconds from start to end", ".1f"),
 )
 
-# What vae-train prints at the end, and the figures a sweeper can optimise (`objective`)
+# What vae-train prints at the end, and the measurements a sweeper can optimise (`objective`)
 HEADLINE = ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units")
 
 # Keys written under another name by runs made before the rename: read as the new name

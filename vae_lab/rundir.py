@@ -1,11 +1,15 @@
-"""A run directory on disk: what vae-train, vae-eval, resume and vae-compare read and write there.
+"""A run directory on disk: what vae-train, vae-eval, resume and vae-compare read and write there, and its name.
 
     <run>/.hydra/config.yaml, overrides.yaml, hydra.yaml   the composed config, the command line, Hydra's own
-    <run>/summary.json    the final status and validation figures (vae-train)
-    <run>/eval.json       the test-split figures (vae-eval)
+    <run>/summary.json    the final status and validation figures (vae-train; keys: vae_lab.results)
+    <run>/eval.json       the test-split figures (vae-eval; keys: vae_lab.results)
     <run>/metrics.jsonl   one line per validation; <run>/checkpoints/{last,best}.pt; TensorBoard events
+    <run>/figures/*.png   the pictures of the model (vae_lab.measure.pictures)
+
+Torch-free, like everything vae-compare imports.
 """
 import enum
+import hashlib
 import json
 import math
 import os
@@ -13,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from vae_lab.checks import ConfigError, first_line
+from vae_lab.nested import map_leaves
 
 
 class Status(str, enum.Enum):
@@ -36,7 +41,37 @@ class Status(str, enum.Enum):
 CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"  # the command line's overrides, as typed
 HYDRA = Path(".hydra") / "hydra.yaml"  # Hydra's own config: runtime.choices names the option of each group
-SUMMARY, EVAL = "summary.json", "eval.json"
+SUMMARY, EVAL, METRICS = "summary.json", "eval.json", "metrics.jsonl"
+CHECKPOINTS, FIGURES = "checkpoints", "figures"
+LAST, BEST = "last", "best"  # the checkpoints: the latest, and the one of the best validation ELBO
+
+# Keys that say how, where or how often a run is carried out, not what is trained. One list for: sweep directory
+# names (with the seed, which has its own level there), matching a config when resuming, and the HParams tab.
+NOT_TRAINED = ("resume", "device", "threads", "objective", "data_dir", "trainer.log_every", "trainer.eval_every",
+               "trainer.checkpoint_every", "trainer.stop_at_step", "eval.batch_size")
+MAX_NAME = 240  # bytes of a sweep job's directory name; file systems allow 255 per path component
+
+
+def checkpoint(run_dir, which=LAST):
+    """<run>/checkpoints/<which>.pt"""
+    return Path(run_dir) / CHECKPOINTS / f"{which}.pt"
+
+
+def is_fresh(run_dir):
+    """Holds no run yet: no checkpoint and no summary (Hydra's .hydra/ and a log may be there already)."""
+    return not ((Path(run_dir) / CHECKPOINTS).exists() or (Path(run_dir) / SUMMARY).exists())
+
+
+def job_subdir(name, seed):
+    """`<overrides>/seed=<seed>`: one directory per experiment of a sweep, one below it per seed (configs/config.yaml).
+
+    `name` is Hydra's override_dirname; "/" in values is escaped and over-long names end in a hash of the whole.
+    """
+    name = str(name).replace("/", "%2F")
+    if len(name.encode()) > MAX_NAME:
+        digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:10]
+        name = name.encode()[: MAX_NAME - 12].decode(errors="ignore") + "-" + digest
+    return f"{name}/seed={seed}" if name else f"seed={seed}"
 
 
 def is_run(path):
@@ -52,7 +87,7 @@ def config(run_dir, key="run"):
         raise ConfigError(f"{key}={run_dir}: not a vae_lab run directory (no {path})")
     try:
         return OmegaConf.load(path)
-    except Exception as e:  # noqa: BLE001 - any damage to the file is the same one-line error
+    except Exception as e:  # any damage to the file is the same one-line error
         raise ConfigError(f"{path}: not a readable config ({first_line(e)})") from None
 
 
@@ -96,11 +131,7 @@ def status(run_dir):
 def json_safe(value):
     """JSON has no NaN or Infinity: such values, at any depth, become strings ("nan", "inf") so the file stays
     valid JSON (a diverged run's kl_per_dim holds them)."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+    return map_leaves(lambda v: str(v) if isinstance(v, float) and not math.isfinite(v) else v, value)
 
 
 def write_json(path, values):

@@ -18,7 +18,6 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
-from tqdm import tqdm
 
 from vae_lab import rundir
 from vae_lab.checks import ConfigError, first_line, resolve_device
@@ -26,14 +25,16 @@ from vae_lab.measure.collapse import CollapseWatch
 from vae_lab.measure.elbo import measure
 from vae_lab.measure.pictures import log_pictures
 from vae_lab.model import objective
+from vae_lab.progress import bar
+from vae_lab.results import HEADLINE
 from vae_lab.rundir import Status
-from vae_lab.runtime import checkpoint, sweep
-from vae_lab.runtime import resume as runs
+from vae_lab.runtime import checkpoint, resume, sweep
 from vae_lab.runtime.build import build, build_model, build_optimizer, build_scheduler
 from vae_lab.runtime.config import CONFIG_DIR, check_root, register_resolvers
-from vae_lab.runtime.guard import NonFiniteGuard, TrainingMeans
+from vae_lab.runtime.guard import NonFiniteGuard
 from vae_lab.runtime.interrupt import StopRequest
-from vae_lab.runtime.logbook import RunLog
+from vae_lab.runtime.logbook import Logbook
+from vae_lab.runtime.means import TrainingMeans
 from vae_lab.runtime.threads import set_threads
 
 log = logging.getLogger("vae_lab")
@@ -48,7 +49,7 @@ class State:
     scheduler: torch.optim.lr_scheduler.LRScheduler  # stepped once per training step
     penalty: torch.nn.Module  # the KL penalty: parameters of its own for adversarial ones (none of vae_lab's)
     generators: dict  # torch.Generator per random stream: reparameterisation noise, dynamic binarisation
-    means: TrainingMeans  # train/ figures of the steps since the last log
+    means: TrainingMeans  # the train/ figures' sums over the steps since the last log
     guard: NonFiniteGuard  # its count of skipped steps
     step: int = 0
     best_elbo: float = -math.inf
@@ -74,7 +75,7 @@ class State:
 
 
 @dataclass
-class Run:
+class Training:
     """A run being trained: its state, and what stays fixed while it trains."""
 
     cfg: object
@@ -88,7 +89,7 @@ class Run:
     steps_per_epoch: int
     step_model: torch.nn.Module  # the model, compiled with trainer.compile
     autocast: torch.autocast
-    runlog: RunLog
+    logbook: Logbook
     collapse_watch: CollapseWatch
     resumed: bool
 
@@ -97,9 +98,9 @@ def setup(cfg, run_dir):
     """Check the config, build data, model, optimizer, KL schedule and random streams, restore a checkpoint
     (resume=<dir>), and open the run's log. Raises ConfigError before anything is written."""
     check_root(cfg)
-    saved = checkpoint.load(Path(cfg.resume) / "checkpoints" / "last.pt") if cfg.resume is not None else None
-    if saved is None and ((run_dir / "checkpoints").exists() or (run_dir / rundir.SUMMARY).exists()):
-        raise ConfigError(f"hydra.run.dir={run_dir}: holds another run already; choose a new directory or resume={run_dir}")
+    saved = checkpoint.load(rundir.checkpoint(cfg.resume)) if cfg.resume is not None else None
+    if saved is None and not rundir.is_fresh(run_dir):
+        raise ConfigError(f"hydra.training.dir={run_dir}: holds another run already; choose a new directory or resume={run_dir}")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     data = build("dataset", cfg.dataset, device=device)
@@ -108,10 +109,8 @@ def setup(cfg, run_dir):
     steps_per_epoch = math.ceil(data.size("train") / t.batch_size)
     total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
     kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1), optional={"steps_per_epoch": steps_per_epoch})
-    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train")).to(device)
-    if penalty.needs_factorised_prior and not model.prior.factorised:
-        raise ConfigError(f"penalty={type(penalty).__name__}: needs a factorised prior for its dimension-wise KL "
-                          f"(prior=normal), not {type(model.prior).__name__}")
+    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train"), optional={"prior": model.prior})
+    penalty = penalty.to(device)
     means = TrainingMeans(penalty.names, device)
     optimizer = build_optimizer(cfg, model)
     state = State(model, optimizer, build_scheduler(cfg, optimizer, steps_per_epoch), penalty,
@@ -121,17 +120,17 @@ def setup(cfg, run_dir):
     if saved is not None:
         try:
             state.load_state_dict(saved)
-        except Exception as e:  # noqa: BLE001 - any mismatch: the checkpoint is not of this model
-            raise ConfigError(f"resume={cfg.resume}: checkpoints/last.pt does not fit this run's model "
+        except Exception as e:  # any mismatch: the checkpoint is not of this model
+            raise ConfigError(f"resume={cfg.resume}: {rundir.checkpoint('.')} does not fit this run's model "
                               f"({first_line(e)})") from None
         log.info("resuming %s at step %d of %d", cfg.resume, state.step, total)
     if cfg.loss.reduction == "mean":
         warn_mean_reduction(kl_schedule.beta, data.num_pixels)
     model.train()
-    return Run(cfg, run_dir, data, state, kl_schedule, 1.0 if cfg.loss.reduction == "sum" else 1.0 / data.num_pixels,
+    return Training(cfg, run_dir, data, state, kl_schedule, 1.0 if cfg.loss.reduction == "sum" else 1.0 / data.num_pixels,
                t, total, steps_per_epoch, torch.compile(model) if t.compile else model,  # opt-in; see scripts/bench.py
                torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"),
-               RunLog(run_dir, purge_step=state.step + 1 if saved is not None else None),
+               Logbook(run_dir, purge_step=state.step + 1 if saved is not None else None),
                CollapseWatch(cfg.eval.collapse_patience), resumed=saved is not None)
 
 
@@ -141,24 +140,24 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-def batches(run):
+def batches(training):
     """Training batches from the run's current step to its last; each epoch's order is a pure function of
     (seed, epoch), so a resumed run sees the batches it would have seen."""
-    size, order, order_epoch = run.trainer.batch_size, None, None
-    while run.state.step < run.total:
-        epoch, i = divmod(run.state.step, run.steps_per_epoch)
+    size, order, order_epoch = training.trainer.batch_size, None, None
+    while training.state.step < training.total:
+        epoch, i = divmod(training.state.step, training.steps_per_epoch)
         if epoch != order_epoch:
-            order, order_epoch = run.data.epoch_order("train", epoch, run.cfg.seed), epoch
-        yield run.data.batch("train", order[i * size : (i + 1) * size], run.state.generators["binarize"])
+            order, order_epoch = training.data.epoch_order("train", epoch, training.cfg.seed), epoch
+        yield training.data.batch("train", order[i * size : (i + 1) * size], training.state.generators["binarize"])
 
 
-def train_step(run, x):
+def train_step(training, x):
     """One optimiser step on the batch x. The guard records its terms and gradients on the device, no host read."""
-    s = run.state
-    weight = run.kl_schedule.weight(s.step)
-    with run.autocast:
-        terms = run.step_model(x, s.generators["noise"])
-        loss, parts = objective(terms, s.penalty, weight, s.step, run.recon_scale)
+    s = training.state
+    weight = training.kl_schedule.weight(s.step)
+    with training.autocast:
+        terms = training.step_model(x, s.generators["noise"])
+        loss, parts = objective(terms, s.penalty, weight, s.step, training.recon_scale)
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if s.guard.record(s.step, loss, terms, parts, weight):  # False: trainer.nonfinite=skip
@@ -168,10 +167,10 @@ def train_step(run, x):
     s.step += 1
 
 
-def due(run, stop, start_step):
+def due(training, stop, start_step):
     """What follows the step just taken: log, validate, save, stop (a signal, or trainer.stop_at_step)."""
-    step, t, last = run.state.step, run.trainer, run.state.step == run.total
-    stopping = stop.signal is not None or (t.stop_at_step is not None and start_step < t.stop_at_step <= step < run.total)
+    step, t, last = training.state.step, training.trainer, training.state.step == training.total
+    stopping = stop.signal is not None or (t.stop_at_step is not None and start_step < t.stop_at_step <= step < training.total)
     validate = step % t.eval_every == 0 or last
     return SimpleNamespace(log=step % t.log_every == 0 or last, validate=validate, stop=stopping,
                            save=validate or step % t.checkpoint_every == 0 or stopping)
@@ -210,106 +209,102 @@ class Clock:
                 "images_per_s": self.images / seconds if self.images else 0.0}
 
 
-def log_training(run, images_per_s, bar):
-    """train/ figures: the ELBO's terms, the loss and each weighted term of the penalty, and the KL weight."""
-    m = run.state.means.pop()
+def log_training(training, images_per_s, steps):
+    """The train/ scalars: the ELBO's terms, the loss and each weighted term of the penalty, and the KL weight."""
+    m = training.state.means.pop()
     rec, kl = m.pop("recon_ll"), m["kl"]
-    scalars = {"elbo": rec - kl, "recon_nll": -rec, **m, "lr": run.state.scheduler.get_last_lr()[0],
+    scalars = {"elbo": rec - kl, "recon_nll": -rec, **m, "lr": training.state.scheduler.get_last_lr()[0],
                "images_per_s": images_per_s}
-    if run.recon_scale != 1.0:
-        scalars["effective_beta"] = m["kl_weight"] / run.recon_scale
-    if run.state.guard.skip:
-        scalars["skipped_steps"] = run.state.guard.skipped
-    run.runlog.scalars("train", scalars, run.state.step)
-    bar.set_postfix(elbo=f"{rec - kl:.1f}", recon=f"{-rec:.1f}", kl=f"{kl:.2f}", refresh=False)
+    if training.recon_scale != 1.0:
+        scalars["effective_beta"] = m["kl_weight"] / training.recon_scale
+    if training.state.guard.skip:
+        scalars["skipped_steps"] = training.state.guard.skipped
+    training.logbook.scalars("train", scalars, training.state.step)
+    steps.set_postfix(elbo=f"{rec - kl:.1f}", recon=f"{-rec:.1f}", kl=f"{kl:.2f}", refresh=False)
 
 
-def validate(run):
-    """The val/ figures, pictures and collapse watch; best.pt when the validation ELBO is the best so far."""
-    cfg, s = run.cfg, run.state
-    figures = measure(s.model, run.data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed,
+def validate(training):
+    """The val/ measurements, pictures and collapse watch; best.pt when the validation ELBO is the best so far."""
+    cfg, s = training.cfg, training.state
+    result = measure(s.model, training.data, "val", cfg.eval.max_images, cfg.eval.batch_size, seed=cfg.seed,
                       iwae_k=cfg.eval.iwae_k, decomposition_images=cfg.eval.decomposition_images)
-    run.runlog.evaluation("val", figures, s.step, epoch=s.step / run.steps_per_epoch)
-    run.collapse_watch.update(figures, s.step)
-    log_pictures(run.runlog, s.model, run.data, "val", figures, s.step, run.dir / "figures", seed=cfg.seed, plots=False)
-    if math.isfinite(figures["elbo"]) and figures["elbo"] > s.best_elbo:
-        s.best_elbo = figures["elbo"]
-        save(run, "best.pt")
-    return figures
+    training.logbook.evaluation("val", result, s.step, epoch=s.step / training.steps_per_epoch)
+    training.collapse_watch.update(result, s.step)
+    log_pictures(training.logbook, s.model, training.data, "val", result, s.step, training.dir / rundir.FIGURES, seed=cfg.seed,
+                 plots=False)
+    if math.isfinite(result["elbo"]) and result["elbo"] > s.best_elbo:
+        s.best_elbo = result["elbo"]
+        save(training, rundir.BEST)
+    return result
 
 
-def save(run, name):
-    run.runlog.flush()  # events logged up to this step are on disk before a checkpoint says they happened
-    checkpoint.save_atomic(run.state.state_dict(), run.dir / "checkpoints" / name)
+def save(training, name):
+    training.logbook.flush()  # events logged up to this step are on disk before a checkpoint says they happened
+    checkpoint.save_atomic(training.state.state_dict(), rundir.checkpoint(training.dir, name))
 
 
 def train(cfg, run_dir):
     """Train the VAE that `cfg` describes, writing everything into `run_dir`; returns the summary."""
-    run = setup(cfg, Path(run_dir))
-    s, start_step, clock = run.state, run.state.step, Clock()
-    # A resumed run that had finished but for its summary reuses its last figures: nothing is logged twice.
-    figures = run.runlog.evaluation_at(s.step) if run.resumed and s.step >= run.total else None
+    training = setup(cfg, Path(run_dir))
+    s, start_step, clock = training.state, training.state.step, Clock()
+    # A resumed run that had finished but for its summary reuses its last validation: nothing is logged twice.
+    result = training.logbook.evaluation_at(s.step) if training.resumed and s.step >= training.total else None
     status, problem = Status.COMPLETED, None
-    with StopRequest() as stop, progress_bar(run) as bar:  # SIGINT/SIGTERM: finish the step, save, stop
-        for x in batches(run):
-            train_step(run, x)
+    # SIGINT/SIGTERM: finish the step, save, stop
+    with StopRequest() as stop, bar(training.total, "train", "step", initial=training.state.step) as steps:
+        for x in batches(training):
+            train_step(training, x)
             clock.count(len(x))
-            bar.update(1)
-            now = due(run, stop, start_step)
+            steps.update(1)
+            now = due(training, stop, start_step)
             # Non-finite values are looked for before anything computed after them is logged or kept.
             if (now.log or now.save) and (problem := s.guard.problem(s.step, saving=now.save)):
                 status = Status.DIVERGED
                 break
             if now.log:
-                log_training(run, clock.lap(), bar)
+                log_training(training, clock.lap(), steps)
             if now.validate:
                 with clock.paused():
-                    figures = validate(run)
-                if problem := s.guard.problem(s.step, figures):
+                    result = validate(training)
+                if problem := s.guard.problem(s.step, result):
                     status = Status.DIVERGED
                     break
             if now.save:
                 with clock.paused():
-                    save(run, "last.pt")
+                    save(training, rundir.LAST)
             if now.stop:
                 status = Status.INTERRUPTED if stop.signal else Status.STOPPED
                 break
-    if status == Status.COMPLETED and figures is None:  # nothing trained here (epochs=0, a finished run resumed)
-        figures = validate(run)
-        save(run, "last.pt")
-    return finish(run, status, figures, clock, problem, stop)
+    if status == Status.COMPLETED and result is None:  # nothing trained here (epochs=0, a finished run resumed)
+        result = validate(training)
+        save(training, rundir.LAST)
+    return finish(training, status, result, clock, problem, stop)
 
 
-@contextmanager
-def progress_bar(run):
-    with tqdm(total=run.total, initial=run.state.step, desc="train", unit="step", dynamic_ncols=True,
-              mininterval=0.5, file=sys.stderr) as bar:
-        yield bar
-
-
-def finish(run, status, figures, clock, problem, stop):
+def finish(training, status, result, clock, problem, stop):
     """Write summary.json (and, once the run has ended for good, its HParams session); return the summary."""
-    step = run.state.step
+    step = training.state.step
     if status == Status.DIVERGED:
-        extra = {"error": diverged_message(problem, run.dir)}
+        extra = {"error": diverged_message(problem, training.dir)}
     elif not status.final:
         why = stop.signal or "trainer.stop_at_step"
         extra = {"signal": stop.signal, "exit_code": stop.exit_code if stop.signal else 0,
-                 "message": f"stopped at step {step} ({why}), {run.dir / 'checkpoints' / 'last.pt'} written; "
-                            f"continue with: vae-train resume={run.dir}"}
+                 "message": f"stopped at step {step} ({why}), {rundir.checkpoint(training.dir)} written; "
+                            f"continue with: vae-train resume={training.dir}"}
     else:
-        extra = {**{k: v for k, v in figures.items() if k != "kl_per_dim"}, "kl_per_dim": figures["kl_per_dim"],
-                 "epochs": step / run.steps_per_epoch, "skipped_steps": run.state.guard.skipped, **clock.summary()}
-    summary = {"status": status, **extra, "steps": step, "run_dir": str(run.dir)}
-    run.runlog.summary(summary)
+        extra = {**{k: v for k, v in result.items() if k != "kl_per_dim"}, "kl_per_dim": result["kl_per_dim"],
+                 "epochs": step / training.steps_per_epoch, "skipped_steps": training.state.guard.skipped,
+                 "processes": 1, **clock.summary()}
+    summary = {"status": status, **extra, "steps": step, "run_dir": str(training.dir)}
+    training.logbook.summary(summary)
     if status.final:  # one HParams session per run
-        run.runlog.hparams(run.cfg, status=status)
-    run.runlog.close()
+        training.logbook.hparams(training.cfg, status=status)
+    training.logbook.close()
     return summary
 
 
 def diverged_message(problem, run_dir):
-    last = Path(run_dir) / "checkpoints" / "last.pt"
+    last = rundir.checkpoint(run_dir)
     kept = (f"the last good checkpoint, {last} (step {checkpoint.load(last)['step']}), is kept" if last.is_file()
             else "no checkpoint had been written")
     return f"{problem}; {kept}. Lower optimizer.lr (or, for rare bad batches, set trainer.nonfinite=skip)"
@@ -324,10 +319,9 @@ def warn_mean_reduction(beta, pixels):
 
 
 def report(summary):
-    keys = ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units")
     print(f"run directory: {summary['run_dir']}")
     print("validation:", "  ".join(f"{k} {summary[k]:.3f}" if isinstance(summary[k], float) else f"{k} {summary[k]}"
-                                    for k in keys if summary[k] is not None), "(nats per image)")
+                                    for k in HEADLINE if summary[k] is not None), "(nats per image)")
     print(f"{summary['steps']} steps, {summary['images_per_s']:.0f} images/s, {summary['wall_s']:.1f} s")
 
 
@@ -335,10 +329,10 @@ def report(summary):
 def hydra_main(cfg):
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN:  # a failed job is recorded in its summary.json; the sweep goes on
-        summary = sweep.run_job(run, cfg, hc.runtime.output_dir)
+        summary = sweep.guarded_job(train_job, cfg, hc.runtime.output_dir)
     else:
         try:
-            summary = run(cfg)
+            summary = train_job(cfg)
         except ConfigError as e:
             raise SystemExit(f"vae-train: error: {e}") from None
         if summary["status"] == Status.DIVERGED:
@@ -356,12 +350,13 @@ def main():
     hydra_main()
 
 
-def run(cfg):
+def train_job(cfg):
+    """One vae-train job: its threads, where it trains (a new run or the one it resumes), the loop, the report."""
     hc = HydraConfig.get()
     set_threads(cfg.threads, hc.launcher)
     raw = OmegaConf.to_container(hc, resolve=False)  # as typed: an override may hold a broken ${...}
-    cfg, run_dir = runs.resume_target(cfg, Path(hc.runtime.output_dir), raw["overrides"]["task"],
-                                      runs.search_roots(raw["run"]["dir"], raw["sweep"]["dir"]))
+    cfg, run_dir = resume.resume_target(cfg, Path(hc.runtime.output_dir), raw["overrides"]["task"],
+                                      resume.search_roots(raw["run"]["dir"], raw["sweep"]["dir"]))
     summary = train(cfg, run_dir)
     if summary["status"] == Status.COMPLETED:
         report(summary)

@@ -1,9 +1,40 @@
 """The importance-weighted bound on -log p(x) (Burda et al. 2016), the "test NLL" of the VAE literature."""
+import logging
 import math
+import time
 
 import torch
 
 from vae_lab.priors import normal_log_prob
+from vae_lab.progress import bar
+
+log = logging.getLogger("vae_lab")
+
+MEMORY = 2**30  # bytes an IWAE pass may take when its chunk is "auto"
+SLOW_S = 60  # a pass estimated to take longer than this is announced with how to shorten it
+
+
+def iwae(model, data, split, n, batch_size, k, chunk, generator, progress):
+    """{iwae_nll, iwae_k, iwae_images}: the k-sample bound averaged over the first n images of `split`, decoding
+    `chunk` codes per pass ("auto": as many as fit in MEMORY)."""
+    if chunk == "auto":
+        chunk = auto_chunk(model, model.prior.latent_dim, data.device, MEMORY)
+    per_batch = max(1, min(batch_size, chunk // k))  # images per pass over their k samples
+    total, start, started = 0.0, 0, time.perf_counter()
+    with bar(n, f"{split}: IWAE k={k}", "image", enabled=progress) as b:
+        while start < n:
+            stop = min(start + per_batch, n)
+            x = data.batch(split, torch.arange(start, stop, device=data.device), generator)
+            total += float(iwae_nll(model, x, k, generator, chunk).sum())
+            if start == 0 and progress:
+                estimate = (time.perf_counter() - started) * n / stop
+                if estimate > SLOW_S:
+                    log.warning("IWAE with k=%d on %d images will take about %.0f s here; for a quicker figure: "
+                                "iwae.images=%d or iwae.k=%d (iwae.k=0 skips it)", k, n, estimate,
+                                max(1, int(n * SLOW_S / estimate)), max(1, int(k * SLOW_S / estimate)))
+            b.update(stop - start)
+            start = stop
+    return {"iwae_nll": total / n, "iwae_k": k, "iwae_images": n}
 
 
 @torch.no_grad()

@@ -1,10 +1,12 @@
 """Pictures of a VAE: reconstructions, prior samples, latent traversals, the 2-D manifold and latent scatter,
-KL per dimension. Image grids go through RunLog.image_grid; plots use matplotlib (Agg), imported when drawn."""
+KL per dimension. Image grids go through the run's Logbook (vae_lab.runtime.logbook); plots use matplotlib (Agg),
+imported when drawn."""
 from pathlib import Path
 
 import torch
 
 from vae_lab.measure.collapse import informative_dims
+from vae_lab.model import eval_mode
 
 TRAVERSAL_STEPS = 9
 TRAVERSAL_DIMS = 10
@@ -78,12 +80,12 @@ def scatter_plot(means, labels):
     return fig
 
 
-def kl_bar_plot(figures):
+def kl_bar_plot(result):
     """KL per latent dimension, largest first; for priors whose KL does not split, Var_x(E[z_j|x]) instead."""
     from matplotlib.figure import Figure
 
-    split = len(figures["kl_per_dim"]) == len(figures["posterior_mean_var"])
-    values = figures["kl_per_dim"] if split else figures["posterior_mean_var"]
+    split = len(result["kl_per_dim"]) == len(result["posterior_mean_var"])
+    values = result["kl_per_dim"] if split else result["posterior_mean_var"]
     order = sorted(range(len(values)), key=lambda j: -values[j])
     fig = Figure(figsize=(max(4, 0.4 * len(values) + 2), 3.5), dpi=100, layout="tight")
     ax = fig.add_subplot()
@@ -91,41 +93,43 @@ def kl_bar_plot(figures):
     ax.set_xticks(range(len(order)), [f"z{j}" for j in order])
     ax.set(ylabel="KL (nats per image)" if split else "Var_x(E[z_j|x])",
            title=f"{'KL per dimension' if split else 'posterior-mean variance (KL does not split)'}; "
-                 f"{figures['active_units']} active")
+                 f"{result['active_units']} active")
     return fig
 
 
 @torch.no_grad()
-def log_pictures(runlog, model, data, split, figures, step, out_dir, prefix="", seed=0, plots=True):
+def log_pictures(logbook, model, data, split, result, step, out_dir, prefix="", seed=0, plots=True):
     """Every picture of `model` on `split`, to TensorBoard under `split/` and as PNGs `out_dir/<prefix><name>.png`.
 
-    `figures` is evaluate()'s result (it ranks the dimensions). plots=False skips the matplotlib plots.
+    `result` is measure()'s (it ranks the dimensions). plots=False skips the matplotlib plots.
     Returns the PNG paths written.
     """
-    was_training = model.training
-    model.eval()
-    out_dir, written = Path(out_dir), []
+    with eval_mode(model):
+        return _log_pictures(logbook, model, data, split, result, step, Path(out_dir), prefix, seed, plots)
+
+
+def _log_pictures(logbook, model, data, split, result, step, out_dir, prefix, seed, plots):
+    written = []
     g = torch.Generator(device=data.device).manual_seed(seed)
 
     def grid(name, images, nrow):
         written.append(out_dir / f"{prefix}{name}.png")
-        runlog.image_grid(f"{split}/{name}", images, step, nrow=nrow, png=written[-1])
+        logbook.image_grid(f"{split}/{name}", images, step, nrow=nrow, png=written[-1])
 
     def plot(name, fig):
         written.append(out_dir / f"{prefix}{name}.png")
-        runlog.plot(f"{split}/{name}", fig, step, png=written[-1])
+        logbook.plot(f"{split}/{name}", fig, step, png=written[-1])
 
     x = data.batch(split, torch.arange(min(8, data.size(split)), device=data.device), g)
     grid("reconstructions", reconstructions(model, x, g), len(x))
     grid("prior_samples", prior_samples(model, 64, g), 8)
     lo, hi = latent_range(model.prior, g)
-    dims = informative_dims(figures, TRAVERSAL_DIMS)
+    dims = informative_dims(result, TRAVERSAL_DIMS)
     grid("traversals", traversals(model, x[:1], dims, lo, hi), TRAVERSAL_STEPS)
     if lo.numel() == 2:
         grid("manifold", manifold(model, lo, hi), 15)
     if plots:
-        plot("kl_per_dim", kl_bar_plot(figures))
+        plot("kl_per_dim", kl_bar_plot(result))
         if lo.numel() == 2:
             plot("latent_scatter", scatter_plot(*posterior_means(model, data, split, min(5000, data.size(split)))))
-    model.train(was_training)
     return written

@@ -20,7 +20,7 @@ def load(path):
         raise ConfigError(f"{path}: no checkpoint there")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated, not a zip, unpickling refused: one line naming the file
+    except Exception as e:  # truncated, not a zip, unpickling refused: one line naming the file
         raise ConfigError(f"{path}: not a readable vae_lab checkpoint ({first_line(e)})") from None
 
 

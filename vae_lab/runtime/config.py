@@ -1,35 +1,148 @@
-"""Where the configs are, which keys do not change what is trained, and the checks of the keys outside the groups.
+"""Where the configs are, what they may hold, and the checks of the keys outside the config groups.
 
-Each config group's class checks its own keys when it is built; this module checks the rest of configs/config.yaml.
+The schemas below (Hydra's structured configs: dataclasses of types, no defaults, which stay in the YAML files) say
+which keys configs/config.yaml and configs/evaluate.yaml hold and of what type; OmegaConf checks them and each error
+becomes one line naming the key. Ranges and choices are checked after that. Each config group's class checks its own
+keys when it is built, so the groups are `Any` here.
 """
+import dataclasses
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from importlib.resources import files
-from pathlib import Path
+from typing import Any, Optional
 
 import torch
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from vae_lab.checks import ConfigError, choice, first_line, number, positive_int
+from vae_lab.checks import DEVICES, ConfigError, choice, first_line, number, positive_int
+from vae_lab.results import HEADLINE
+from vae_lab.rundir import NOT_TRAINED, job_subdir
 
 # configs/ at the repository root is the package vae_lab.configs (pyproject.toml's package-dir): the same files in an
 # editable install and inside the wheel.
 CONFIG_DIR = str(files("vae_lab.configs"))
-
-# Keys that say how, where or how often a run is carried out, not what is trained. One list for: sweep directory
-# names (with the seed, which has its own level there), matching a config when resuming, and the HParams tab.
-NOT_TRAINED = ("resume", "device", "threads", "objective", "data_dir", "trainer.log_every", "trainer.eval_every",
-               "trainer.checkpoint_every", "trainer.stop_at_step", "eval.batch_size")
-
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
-OBJECTIVES = ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units")  # summary figures a sweeper can optimise
+
+
+def required():
+    return field(default=MISSING)
+
+
+@dataclass
+class Loss:
+    reduction: str = required()
+
+
+@dataclass
+class Trainer:
+    epochs: int = required()
+    max_steps: Optional[int] = required()
+    batch_size: int = required()
+    log_every: int = required()
+    eval_every: int = required()
+    checkpoint_every: int = required()
+    stop_at_step: Optional[int] = required()
+    precision: str = required()
+    compile: bool = required()
+    nonfinite: str = required()
+
+
+@dataclass
+class Evaluation:
+    max_images: Optional[int] = required()
+    batch_size: int = required()
+    iwae_k: int = required()
+    decomposition_images: Optional[int] = required()
+    collapse_patience: int = required()
+
+
+@dataclass
+class TrainConfig:
+    """configs/config.yaml, as composed: the groups' options and the keys outside them."""
+
+    dataset: Any = required()
+    encoder: Any = required()
+    decoder: Any = required()
+    likelihood: Any = required()
+    prior: Any = required()
+    kl: Any = required()
+    penalty: Any = required()
+    optimizer: Any = required()
+    scheduler: Any = required()
+    seed: int = required()
+    latent_dim: int = required()
+    device: str = required()
+    threads: Any = required()  # auto or a number (every other `Any` key is a config group)
+    objective: str = required()
+    data_dir: str = required()
+    resume: Optional[str] = required()
+    loss: Loss = field(default_factory=Loss)
+    trainer: Trainer = field(default_factory=Trainer)
+    eval: Evaluation = field(default_factory=Evaluation)
+
+
+@dataclass
+class Iwae:
+    k: int = required()
+    images: Optional[int] = required()
+    chunk: Any = required()  # auto or a number
+
+
+@dataclass
+class EvalConfig:
+    """configs/evaluate.yaml: vae-eval's options."""
+
+    run: str = required()
+    checkpoint: str = required()
+    max_images: Optional[int] = required()
+    batch_size: int = required()
+    seed: Optional[int] = required()
+    device: str = required()
+    iwae: Iwae = field(default_factory=Iwae)
+    decomposition_images: Optional[int] = required()
+    pictures: bool = required()
+    metrics: Any = required()  # a list of names, checked against the metrics' records
+    metric_sizes: Any = required()  # quick | full | {metric: {size: value}}
+
+
+def check_schema(schema, cfg, required_hint):
+    """ConfigError, one line naming the key, unless `cfg` has the keys of the dataclass `schema`, of their types;
+    `required_hint` says where a missing key is set. Returns `cfg` merged into the schema (typed)."""
+    _check_nesting(schema, OmegaConf.to_container(cfg), "")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
+    except ConfigKeyError as e:
+        node = OmegaConf.select(OmegaConf.structured(schema), e.full_key.rpartition(".")[0]) if "." in e.full_key \
+            else OmegaConf.structured(schema)
+        raise ConfigError(f"{e.full_key}: unknown key; known here: {', '.join(node.keys())}") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{e.full_key or 'config'}={OmegaConf.select(cfg, e.full_key) if e.full_key else ''}: "
+                          f"{first_line(e)}") from None
+    for key in sorted(OmegaConf.missing_keys(merged)):
+        raise ConfigError(f"{key}: missing; it is required ({required_hint})")
+    return merged
+
+
+def _check_nesting(schema, node, prefix):
+    """A mapping where the schema has one and a value where it has a value (OmegaConf's merge error names neither)."""
+    for f in dataclasses.fields(schema):
+        if f.name not in node:
+            continue
+        nested = dataclasses.is_dataclass(f.type) or f.default_factory is not dataclasses.MISSING
+        key = f"{prefix}{f.name}"
+        if nested and not isinstance(node[f.name], dict):
+            first = dataclasses.fields(f.default_factory)[0].name
+            raise ConfigError(f"{key}={node[f.name]}: {key} holds keys; set them one by one, e.g. {key}.{first}=...")
+        if not nested and f.type is not Any and isinstance(node[f.name], dict):
+            raise ConfigError(f"{key}={node[f.name]}: must be a value, not a mapping")
+        if nested:
+            _check_nesting(f.default_factory, node[f.name], f"{prefix}{f.name}.")
 
 
 def register_resolvers():
     """The resolvers configs/config.yaml uses; called where an app starts, before Hydra composes a config."""
-    from vae_lab.runtime.sweep import job_subdir
-
     resolvers = {"vae_lab.job_subdir": job_subdir, "vae_lab.not_in_dirname": lambda: ["seed", *NOT_TRAINED]}
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -37,13 +150,21 @@ def register_resolvers():
 
 
 def check_root(cfg):
-    """Keys outside the config groups; each group's class checks its own keys."""
-    check_keys(cfg)
+    """The keys outside the config groups: the schema's types, then ranges and choices (checked on the values as
+    given, so that `trainer.compile=yes` is not read as true)."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{e.full_key or 'config'}: {first_line(e)}") from None
+    for f in dataclasses.fields(TrainConfig):
+        if f.type is Any and f.name != "threads" and not OmegaConf.is_dict(cfg.get(f.name)):
+            raise ConfigError(f"{f.name}: missing; choose an option of the `{f.name}` group")
+    check_schema(TrainConfig, cfg, "see configs/config.yaml")
     positive_int("latent_dim", cfg.latent_dim)
     number("seed", cfg.seed, low=0, high=2**32 - 1, integer=True)  # numpy's limit
-    choice("device", cfg.device, ("auto", "cpu", "cuda"))
+    choice("device", cfg.device, DEVICES)
     choice("loss.reduction", cfg.loss.reduction, ("sum", "mean"))
-    choice("objective", cfg.objective, OBJECTIVES)
+    choice("objective", cfg.objective, HEADLINE)
     t = cfg.trainer
     number("trainer.epochs", t.epochs, low=0, integer=True)
     if t.max_steps is not None:
@@ -62,33 +183,6 @@ def check_root(cfg):
     if cfg.eval.decomposition_images is not None:
         positive_int("eval.decomposition_images", cfg.eval.decomposition_images)
     positive_int("eval.collapse_patience", cfg.eval.collapse_patience)
-
-
-def check_keys(cfg):
-    """Keys outside the config groups are those of configs/config.yaml (a misspelt `+key=` is not ignored, a
-    deleted `~key` is not a traceback), and every interpolation resolves."""
-    try:
-        OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"{e.full_key or 'config'}: {first_line(e)}") from None
-    base = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "config.yaml"))
-    groups = {k for d in base.pop("defaults") if isinstance(d, dict) for k in d}
-    base.pop("hydra")
-
-    def walk(node, known, prefix):
-        for key in node.keys() - known.keys() - (groups if not prefix else set()):
-            raise ConfigError(f"{prefix}{key}: unknown key; known here: {', '.join(known)}")
-        for key in known.keys() - node.keys():
-            raise ConfigError(f"{prefix}{key}: missing; it is required (see configs/config.yaml)")
-        for key, value in known.items():
-            if isinstance(value, dict) != isinstance(node[key], dict):
-                raise ConfigError(f"{prefix}{key}={node[key]}: must be {'a mapping' if isinstance(value, dict) else 'a value'}")
-            if isinstance(value, dict):
-                walk(node[key], value, f"{prefix}{key}.")
-    walk(OmegaConf.to_container(cfg), base, "")
-    for group in groups - {"experiment"}:
-        if group not in cfg:
-            raise ConfigError(f"{group}: missing; choose an option of the `{group}` group")
 
 
 def check_optimizer_args(target, func, keywords):

@@ -1,51 +1,15 @@
-"""Two records of the training steps, kept on the device until the loop looks at them.
+"""The non-finite guard: one row per training step, kept on the device until the loop looks at it.
 
 `NonFiniteGuard` writes one row per step: the reconstruction term, the KL term, the loss, the penalty's weighted
-terms and the sum of every parameter's gradient. A NaN or Inf among them is reported with its step and its name. With `stop` (the default)
-rows are written without a host sync and checked when the loop calls `problem()` at its logging and checkpoint
-steps, so a run stops before anything computed after a bad step is logged or saved. `skip` reads each row at once
-(one sync per step) and drops a bad step's update.
-
-`TrainingMeans` adds up the checked rows' terms: the train/ figures logged, averaged over the steps since the last log.
+terms and the sum of every parameter's gradient. A NaN or Inf among them is reported with its step and its name.
+With `stop` (the default) rows are written without a host sync and checked when the loop calls `problem()` at its
+logging and checkpoint steps, so a run stops before anything computed after a bad step is logged or saved. `skip`
+reads each row at once (one sync per step) and drops a bad step's update. The rows found finite go to the
+TrainingMeans (vae_lab.runtime.means): the train/ scalars.
 """
 import math
 
 import torch
-
-
-class TrainingMeans:
-    """Sums of the per-step figures (recon_ll, kl, loss, then the penalty's terms) and of the KL weight over the
-    checked steps since the last `pop()`."""
-
-    def __init__(self, names, device):
-        self.names = ("recon_ll", "kl", "loss", *names)
-        self.sums = torch.zeros(len(self.names), device=device)
-        self.count, self.weight_sum = 0, 0.0
-
-    def add(self, rows):
-        """Rows (n, len(names)) the guard has checked."""
-        self.sums += rows.sum(0)
-
-    def count_step(self, weight):
-        self.count, self.weight_sum = self.count + 1, self.weight_sum + weight
-
-    def pop(self):
-        """{name: mean} and kl_weight over the steps since the last call (NaN if there were none)."""
-        if self.count == 0:
-            return dict.fromkeys((*self.names, "kl_weight"), math.nan)
-        out = dict(zip(self.names, (self.sums / self.count).tolist()))
-        out["kl_weight"] = self.weight_sum / self.count
-        self.sums.zero_()
-        self.count, self.weight_sum = 0, 0.0
-        return out
-
-    def state_dict(self):
-        return {"sums": self.sums.cpu(), "count": self.count, "weight_sum": self.weight_sum}
-
-    def load_state_dict(self, state):
-        # A checkpoint from before the penalty group holds the first three sums only; the penalty's restart at 0.
-        self.sums.zero_()[: len(state["sums"])].copy_(state["sums"])
-        self.count, self.weight_sum = int(state["count"]), float(state["weight_sum"])
 
 
 class NonFiniteGuard:
@@ -95,11 +59,11 @@ class NonFiniteGuard:
         self.means.add(self.rows[: self.n, : self.n_terms])
         self.n = 0
 
-    def problem(self, step, figures=None, saving=False):
+    def problem(self, step, result=None, saving=False):
         """A one-line account of the first non-finite value, or None. Host sync: call at log and checkpoint steps.
 
         Before a checkpoint (`saving`) the parameters themselves are checked too, and after an evaluation its
-        `figures`: a step whose every term is finite can still leave parameters that overflow.
+        `result`: a step whose every term is finite can still leave parameters that overflow.
         """
         self._check()
         if self.found:
@@ -109,7 +73,7 @@ class NonFiniteGuard:
             bad = [n.removeprefix("gradient of ") for n, ok in zip(self.names[self.n_terms :], finite) if not ok]
             if bad:
                 return f"training diverged by step {step}: non-finite {bad[0]} after an update"
-        bad = [k for k in ("elbo", "recon_nll", "kl") if figures is not None and not math.isfinite(figures[k])]
+        bad = [k for k in ("elbo", "recon_nll", "kl") if result is not None and not math.isfinite(result[k])]
         if bad:
-            return f"training diverged by step {step}: validation {', '.join(f'{k} {figures[k]}' for k in bad)}"
+            return f"training diverged by step {step}: validation {', '.join(f'{k} {result[k]}' for k in bad)}"
         return None

@@ -1,4 +1,5 @@
-"""What a run records: TensorBoard scalars and images, metrics.jsonl and summary.json, in its directory."""
+"""A run's logbook: TensorBoard scalars and images, metrics.jsonl and summary.json in its directory, and the reader of
+its TensorBoard scalars."""
 import json
 import math
 from pathlib import Path
@@ -7,16 +8,16 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from vae_lab import rundir
-from vae_lab.rundir import Status
-from vae_lab.runtime.config import NOT_TRAINED
+from vae_lab.nested import leaves
+from vae_lab.rundir import NOT_TRAINED, Status
 
 
-class RunLog:
+class Logbook:
     def __init__(self, run_dir, purge_step=None):
         self.dir = Path(run_dir)
         # purge_step drops events at or after it, left by a run that stopped between logging and checkpointing
         self.tb = SummaryWriter(log_dir=str(self.dir), purge_step=purge_step)
-        self.metrics_path = self.dir / "metrics.jsonl"
+        self.metrics_path = self.dir / rundir.METRICS
         if purge_step is not None:  # resuming: the run has no final status until it ends again
             (self.dir / rundir.SUMMARY).unlink(missing_ok=True)
             if self.metrics_path.exists():
@@ -28,22 +29,22 @@ class RunLog:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.tb.add_scalar(f"{prefix}/{name}", value, step)
 
-    def evaluation(self, prefix, figures, step, epoch):
-        """Scalars, per-dimension KL, and one line of metrics.jsonl."""
-        self.figures(prefix, figures, step)
+    def evaluation(self, prefix, result, step, epoch):
+        """measure()'s result as scalars, per-dimension KL, and one line of metrics.jsonl."""
+        self.result(prefix, result, step)
         with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"step": step, "epoch": epoch, **rundir.json_safe(figures)}) + "\n")
+            f.write(json.dumps({"step": step, "epoch": epoch, **rundir.json_safe(result)}) + "\n")
 
     def evaluation_at(self, step):
-        """The figures metrics.jsonl holds for `step`, or None."""
+        """The result metrics.jsonl holds for `step`, or None."""
         lines = self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
         found = [json.loads(line) for line in lines if _step(line) == step]
         return {k: v for k, v in found[-1].items() if k not in ("step", "epoch")} if found else None
 
-    def figures(self, prefix, figures, step):
-        """Scalars and per-dimension KL to TensorBoard only."""
-        self.scalars(prefix, figures, step)
-        for j, v in enumerate(figures.get("kl_per_dim", [])):
+    def result(self, prefix, result, step):
+        """measure()'s result as scalars and per-dimension KL, to TensorBoard only."""
+        self.scalars(prefix, result, step)
+        for j, v in enumerate(result.get("kl_per_dim", [])):
             self.tb.add_scalar(f"{prefix}_kl_per_dim/z{j}", v, step)
 
     def plot(self, tag, fig, step, png=None):
@@ -72,9 +73,9 @@ class RunLog:
             Path(png).parent.mkdir(parents=True, exist_ok=True)
             save_image(grid, png)
 
-    def summary(self, figures, name=rundir.SUMMARY):
-        """`figures` as JSON in the run directory, written atomically."""
-        rundir.write_json(self.dir / name, figures)
+    def summary(self, result, name=rundir.SUMMARY):
+        """`result` as JSON in the run directory (summary.json, or eval.json), written atomically."""
+        rundir.write_json(self.dir / name, result)
 
     def flush(self):
         self.tb.flush()
@@ -82,7 +83,7 @@ class RunLog:
     def hparams(self, cfg, status):
         """The run's config as one session of TensorBoard's HParams tab, written into this run's own event file
         (SummaryWriter.add_hparams would add a sub-run per call). The tab's metrics are the run's own val/* scalars,
-        whose last values are the final figures; no experiment summary is written, so the tab takes the union
+        whose last values are the final measurements; no experiment summary is written, so the tab takes the union
         of every run's hyper-parameters instead of one run's."""
         from tensorboard.plugins.hparams.api_pb2 import Status as HParamsStatus
         from torch.utils.tensorboard.summary import hparams
@@ -105,18 +106,25 @@ def flat_hparams(cfg):
     choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
     out = {}
 
-    def walk(node, prefix):
-        for key, value in node.items():
-            path = f"{prefix}{key}"
-            if isinstance(value, dict):
-                if "_target_" in value:
-                    out[path] = choices.get(path) or str(value["_target_"]).rsplit(".", 1)[-1]
-                walk({k: v for k, v in value.items() if not k.startswith("_")}, path + ".")
-            elif path not in NOT_TRAINED and value is not None:
-                out[path] = value if isinstance(value, (int, float, str)) else str(value)
+    def into(path, node):  # a group's node shows as its option, then its keys
+        if "_target_" in node:
+            out[path] = choices.get(path) or str(node["_target_"]).rsplit(".", 1)[-1]
+        return True
 
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    for path, value in leaves(OmegaConf.to_container(cfg, resolve=True), into=into):
+        if path.rsplit(".", 1)[-1].startswith("_") or path in NOT_TRAINED or value is None:
+            continue
+        out[path] = value if isinstance(value, (int, float, str)) else str(value)
     return out
+
+
+def read_scalars(run_dir):
+    """{tag: [(step, value), ...]} of every TensorBoard scalar in a run directory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def _session_end(status):

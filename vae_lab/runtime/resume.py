@@ -1,12 +1,12 @@
-"""Run directories: which config a run was started with, whether it finished, and finding one to resume."""
+"""Resuming: which config a run was started with, whether it finished, and finding the one to continue."""
 import logging
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from vae_lab import rundir
+from vae_lab import nested, rundir
 from vae_lab.checks import ConfigError
-from vae_lab.runtime.config import NOT_TRAINED
+from vae_lab.rundir import NOT_TRAINED
 
 log = logging.getLogger("vae_lab")
 
@@ -32,22 +32,7 @@ def resolved(cfg, like):
 
 def differences(a, b):
     """Keys at which configs a and b differ once resolved, run-specific keys aside ([] when they match)."""
-    return _differences(resolved(a, b), resolved(b, b))
-
-
-def _differences(a, b, prefix=""):
-    if not (isinstance(a, dict) and isinstance(b, dict)):
-        return [] if a == b else [prefix or "<root>"]
-    out = []
-    for key in sorted(set(a) | set(b), key=str):
-        out += _differences(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
-    return out
-
-
-def _get(tree, key):
-    for part in key.split("."):
-        tree = tree.get(part) if isinstance(tree, dict) else None
-    return tree
+    return nested.differences(resolved(a, b), resolved(b, b))
 
 
 def search_roots(run_template, sweep_template):
@@ -69,7 +54,7 @@ def find_unfinished(cfg, roots):
     found = []
     for root in roots:
         for depth in range(SEARCH_DEPTH + 1):
-            for ckpt in Path(root).glob("/".join(["*"] * depth + ["checkpoints", "last.pt"])):
+            for ckpt in Path(root).glob("/".join(["*"] * depth + [rundir.checkpoint(".").as_posix()])):
                 run_dir = ckpt.parent.parent
                 if unfinished(run_dir) and rundir.is_run(run_dir):
                     found.append((ckpt.stat().st_mtime, run_dir))
@@ -96,11 +81,11 @@ def resumed_config(run_dir, cfg, overrides):
             continue
         if key.startswith("hydra."):
             continue
-        if _get(mine, key) is None and _get(theirs, key) is None:  # e.g. experiment=: it may set any key
-            key = next(iter(_differences(mine, theirs)), key)
-        if _get(mine, key) != _get(theirs, key):
+        if nested.get(mine, key) is None and nested.get(theirs, key) is None:  # e.g. experiment=: it may set any key
+            key = next(iter(nested.differences(mine, theirs)), key)
+        if nested.get(mine, key) != nested.get(theirs, key):
             raise ConfigError(f"{override}: resume={run_dir} continues that run's own config, where {key}="
-                              f"{_get(theirs, key)}; drop the override, or start a new run without resume=")
+                              f"{nested.get(theirs, key)}; drop the override, or start a new run without resume=")
     saved.resume = str(run_dir)
     return saved
 

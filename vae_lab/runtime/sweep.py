@@ -1,5 +1,5 @@
-"""A vae-train job inside a Hydra multirun: its directory name, its failure record, and the end-of-sweep report."""
-import hashlib
+"""A vae-train job inside a Hydra multirun: its failure record, and the end-of-sweep report (the job's directory
+name: vae_lab.rundir.job_subdir)."""
 import logging
 from pathlib import Path
 
@@ -8,32 +8,19 @@ from hydra.experimental.callback import Callback
 from vae_lab import rundir
 from vae_lab.checks import ConfigError, first_line
 from vae_lab.rundir import Status
+from vae_lab.runtime.logbook import Logbook
 
 log = logging.getLogger("vae_lab")
 
-MAX_NAME = 240  # bytes; file systems allow 255 per path component
 
-
-def job_subdir(name, seed):
-    """`<overrides>/seed=<seed>`: one directory per experiment, one below it per seed (see configs/config.yaml).
-
-    `name` is Hydra's override_dirname; "/" in values is escaped and over-long names end in a hash of the whole.
-    """
-    name = str(name).replace("/", "%2F")
-    if len(name.encode()) > MAX_NAME:
-        digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:10]
-        name = name.encode()[: MAX_NAME - 12].decode(errors="ignore") + "-" + digest
-    return f"{name}/seed={seed}" if name else f"seed={seed}"
-
-
-def run_job(run, cfg, run_dir):
-    """run(cfg) for one job of a sweep. Any exception is logged and recorded in the job's summary.json as
+def guarded_job(job, cfg, run_dir):
+    """job(cfg) for one job of a sweep. Any exception is logged and recorded in the job's summary.json as
     {"status": "failed", "error": <one line>}, and the sweep goes on with its other jobs."""
     run_dir = Path(run_dir)
-    fresh = not ((run_dir / "checkpoints").exists() or (run_dir / rundir.SUMMARY).exists())
+    fresh = rundir.is_fresh(run_dir)
     try:
-        return run(cfg)
-    except Exception as e:  # noqa: BLE001 - a sweep outlives any one job; KeyboardInterrupt still stops it
+        return job(cfg)
+    except Exception as e:  # a sweep outlives any one job; KeyboardInterrupt still stops it
         error = str(e) if isinstance(e, ConfigError) else first_line(e, with_type=True)
         log.error("vae-train: job failed: %s", error, exc_info=not isinstance(e, ConfigError))
         summary = {"status": Status.FAILED, "error": error, "run_dir": str(run_dir)}
@@ -43,12 +30,10 @@ def run_job(run, cfg, run_dir):
 
 
 def record_failure(run_dir, cfg, summary):
-    from vae_lab.runtime.logbook import RunLog
-
-    runlog = RunLog(run_dir)
-    runlog.summary(summary)
-    runlog.hparams(cfg, status=Status.FAILED)
-    runlog.close()
+    logbook = Logbook(run_dir)
+    logbook.summary(summary)
+    logbook.hparams(cfg, status=Status.FAILED)
+    logbook.close()
 
 
 class SweepReport(Callback):

@@ -1,0 +1,99 @@
+"""vae-compare's plots: the rate-distortion plane, and each measurement against every numeric swept key, as PNGs."""
+import math
+
+from vae_lab.compare import _decades, _finite, _sort_key, columns, differing, fmt, label
+from vae_lab.rundir import Status
+
+
+def plot(runs, out_dir):
+    """The rate-distortion plane and each figure against every numeric swept key, as PNGs; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = differing(runs)
+    done = [r for r in runs if r.values.get("status") == Status.COMPLETED
+            and all(_finite(r.values.get(f"val/{k}")) for k in ("kl", "recon_nll"))]
+    written = []
+    if done:
+        written.append(rate_distortion(plt, done, keys, out_dir / "rate_distortion.png"))
+    figures = [c for c in columns(done) if c.startswith(("val/", "eval/"))
+               and any(_finite(r.values.get(c)) for r in done)] if done else []
+    for key in (k for k in keys if k != "seed"):  # a figure against the seed says nothing
+        xs = [r.overrides.get(key) for r in done]
+        if figures and len(set(xs)) > 1 and all(_finite(x) for x in xs):
+            written.append(against(plt, done, key, [k for k in keys if k != key], figures,
+                                   out_dir / f"vs_{key.replace('/', '_')}.png"))
+    return written
+
+
+def rate_distortion(plt, runs, keys, path):
+    # Alemi et al. 2018, "Fixing a Broken ELBO": rate R = KL(q(z|x) || p(z)), distortion D = -E_q log p(x|z);
+    # -ELBO = D + R, so runs of equal ELBO lie on a line of slope -1.
+    rate = [r.values["val/kl"] for r in runs]
+    dist = [r.values["val/recon_nll"] for r in runs]
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    numeric = [k for k in keys if k != "seed" and all(_finite(r.overrides.get(k)) for r in runs)]
+    if numeric:  # colour by the first numeric swept key
+        import matplotlib.colors
+
+        c = [r.overrides[numeric[0]] for r in runs]
+        norm = matplotlib.colors.LogNorm() if _decades(c) else None
+        fig.colorbar(ax.scatter(rate, dist, c=c, norm=norm, s=18, zorder=3), ax=ax, label=numeric[0])
+    else:
+        ax.scatter(rate, dist, s=18, zorder=3)
+    if len(runs) <= 40:
+        for r, x, y in zip(runs, rate, dist):
+            ax.annotate(label(r, keys), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    best = min(x + y for x, y in zip(rate, dist))
+    ax.margins(x=0.25 if len(runs) <= 40 else 0.05, y=0.08)  # room for the labels
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    ax.plot(xlim, [best - xlim[0], best - xlim[1]], "--", color="grey", lw=0.8, label=f"best ELBO: R + D = {best:.2f}")
+    ax.set(xlim=xlim, ylim=ylim, xlabel="rate: KL (nats per image)",
+           ylabel="distortion: reconstruction NLL (nats per image)", title="Rate-distortion plane (Alemi et al. 2018)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def against(plt, runs, key, others, figures, path):
+    """Each figure against `key`: one line per combination of the other swept keys through the mean over seeds,
+    with every run as a dot; dots only when there are too many combinations."""
+    others = [k for k in others if k != "seed"]
+    groups = {}
+    for r in sorted(runs, key=lambda r: [_sort_key(r.overrides.get(k)) for k in others]):
+        groups.setdefault(label(r, others) if others else "", []).append(r)
+    lines = len(groups) <= 10
+    xs = [r.overrides[key] for r in runs]
+    ncol = min(len(figures), 4)
+    nrow = math.ceil(len(figures) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3 * nrow), squeeze=False)
+    for ax, figure in zip(axes.flat, figures):
+        for name, members in groups.items():
+            at = {}
+            for r in members:
+                if _finite(r.values.get(figure)):
+                    at.setdefault(r.overrides[key], []).append(r.values[figure])
+            if not at:
+                continue
+            dots = ax.plot(*zip(*[(x, v) for x, vs in at.items() for v in vs]), "o", ms=3, alpha=0.6)
+            if lines:
+                x_mean = sorted((x, sum(vs) / len(vs)) for x, vs in at.items())
+                ax.plot(*zip(*x_mean), "-", color=dots[0].get_color(), label=name or None)
+        if _decades(xs):
+            ax.set_xscale("log")
+            ax.minorticks_off()
+        if len(set(xs)) <= 8:  # a grid: a tick at each value swept
+            ax.set_xticks(sorted(set(xs)), [fmt(x) for x in sorted(set(xs))])
+        ax.set(xlabel=key, title=figure)
+    for ax in axes.flat[len(figures):]:
+        ax.axis("off")
+    if lines and others:
+        axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
