@@ -10,7 +10,7 @@ from tqdm import tqdm
 from vae_lab.codelength import bits_per_dim
 from vae_lab.measure.collapse import collapse, sorted_kl
 from vae_lab.measure.decomposition import decompose
-from vae_lab.measure.disentanglement import mig_dlib_codes as mig
+from vae_lab.measure.disentanglement.mig_dlib import mig_dlib_codes as mig
 from vae_lab.measure.iwae import auto_chunk, iwae_nll
 
 log = logging.getLogger("vae_lab")
