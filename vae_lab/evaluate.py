@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from vae_lab import nested, rundir
 from vae_lab.checks import DEVICES, ConfigError, choice, first_line, number, positive_int, resolve_device
+from vae_lab.measure.disentanglement import METRICS, PRESETS, headline_figures, headline_keys
 from vae_lab.measure.elbo import measure
 from vae_lab.measure.pictures import log_pictures
 from vae_lab.results import MEASURE, MEASURED, MEASUREMENT
@@ -60,8 +61,6 @@ def options(argv):
     if opts.decomposition_images is not None:
         positive_int("decomposition_images", opts.decomposition_images)
     choice("pictures", opts.pictures, (True, False))
-    from vae_lab.measure.disentanglement import FULL, METRICS, PRESETS
-
     if not OmegaConf.is_list(opts.metrics):
         raise ConfigError(f"metrics={opts.metrics}: must be a list, e.g. metrics=[mig_dlib,dci] (or [] for none)")
     for name in opts.metrics:
@@ -71,11 +70,11 @@ def options(argv):
         for name, given in sizes.items():
             choice("metric_sizes", name, tuple(METRICS))
             for key, value in (given or {}).items():
-                choice(f"metric_sizes.{name}", key, tuple(FULL[name]))
+                choice(f"metric_sizes.{name}", key, tuple(METRICS[name].full))
                 if value is not None:
                     positive_int(f"metric_sizes.{name}.{key}", value)
     else:
-        choice("metric_sizes", sizes, tuple(PRESETS))
+        choice("metric_sizes", sizes, PRESETS)
     return opts
 
 
@@ -120,7 +119,7 @@ def evaluate(opts):
     if data.factor_names and opts.metrics:
         sizes = opts.metric_sizes
         sizes = OmegaConf.to_container(sizes) if OmegaConf.is_dict(sizes) else sizes
-        result.update(disentanglement_figures(model, data, list(opts.metrics), sizes, seed))
+        result.update(headline_figures(model, data, list(opts.metrics), sizes, seed))
     evaluate_s = time.perf_counter() - start
     logbook = Logbook(run_dir)
     logbook.result("test", result, step)
@@ -138,31 +137,6 @@ def evaluate(opts):
     return result
 
 
-# The headline number of each metric's result, as a flat eval.json key (vae-compare's columns and plots).
-HEADLINES = {"mig_dlib": ("score",), "mig_chen": ("score",), "factor_vae": ("eval_accuracy",),
-             "dci": ("disentanglement", "completeness", "informativeness_test"), "sap": ("score",),
-             "beta_vae": ("eval_accuracy",)}
-
-
-def disentanglement_figures(model, data, metrics, sizes, seed):
-    """{"disentanglement": every metric's full result with its protocol, <metric>[_<part>]: the headline figures}."""
-    from vae_lab.measure.disentanglement import disentanglement
-
-    was_training = model.training
-    model.eval()
-    try:
-        full = disentanglement(lambda x: tuple(t.float() for t in model.encoder(x)), data, metrics=metrics,
-                               sizes=sizes, seed=seed)
-    finally:
-        model.train(was_training)
-    flat = {}
-    for name in metrics:
-        parts = HEADLINES[name]
-        for part in parts:
-            flat[name if len(parts) == 1 else f"{name}_{part}"] = float(full[name][part])
-    return {**flat, "disentanglement": full}
-
-
 def table(r):
     """The short report printed at the end: every figure of vae_lab.results.MEASURE that was measured, in its order,
     then the disentanglement metrics' headlines."""
@@ -177,7 +151,7 @@ def table(r):
             text = format(value, key.fmt) + (ANNOTATIONS[key.name](r) if key.name in ANNOTATIONS else "")
         rows.append((LABELS[key.name](r) if key.name in LABELS else key.name, text))
     rows[-1:-1] = [("kl per dim, sorted", "  ".join(f"z{j} {v:.2f}" for j, v in r["kl_per_dim_sorted"][:10])),
-                   *((k, f"{r[k]:.3f}") for k in _metric_keys(r) if k not in MEASURED)]
+                   *((k, f"{r[k]:.3f}") for k in headline_keys(METRICS) if k in r and k not in MEASURED)]
     width = max(len(k) for k, _ in rows)
     head = (f"{r['run']}: {r['checkpoint']} (step {r['step']}), {r['images']} test images, nats per image, "
             f"{r['wall_s']:.1f} s")
@@ -196,11 +170,6 @@ ANNOTATIONS = {
     "active_units": lambda r: f" of {len(r['posterior_mean_var'])}",
     "collapse": lambda r: f" ({r['collapse_reason']})",
 }
-
-
-def _metric_keys(r):
-    return [k for name, parts in HEADLINES.items() for k in ([name] if len(parts) == 1 else
-                                                               [f"{name}_{p}" for p in parts]) if k in r]
 
 
 def main(argv=None):

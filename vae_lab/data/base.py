@@ -7,6 +7,20 @@ from vae_lab.codelength import LEVELS
 SPLITS = ("train", "val", "test")
 
 
+def unravel_index(index, sizes):
+    """Factor classes (n, K) of the row-major positions `index` (n,) in the grid of factors of `sizes` (K,): the
+    columns of torch.unravel_index."""
+    return torch.stack(torch.unravel_index(index, tuple(sizes)), 1)
+
+
+def ravel_index(factors, sizes):
+    """Row-major grid positions (n,) of the factor classes (n, K): the inverse of `unravel_index`."""
+    index = torch.zeros(len(factors), dtype=torch.long, device=factors.device)
+    for k, size in enumerate(sizes):  # Horner's scheme: ((v_0 * s_1 + v_1) * s_2 + v_2) ...
+        index = index * size + factors[:, k]
+    return index
+
+
 class ImageData:
     """Images (C, H, W) with values in `value_range`, batched by index; no per-item Dataset/DataLoader: collating
     a batch from single items costs more than indexing one resident tensor (scripts/bench.py: ratio_vs_dataloader).

@@ -9,12 +9,11 @@ import math
 import torch
 
 from vae_lab.checks import number
-from vae_lab.data.base import ImageData
+from vae_lab.data.base import ImageData, ravel_index, unravel_index
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
 GRID_SIZE = math.prod(FACTOR_SIZES)
-STRIDES = tuple(math.prod(FACTOR_SIZES[k + 1 :]) for k in range(len(FACTOR_SIZES)))  # grid index = factors . STRIDES
 IMAGE, PATCH = 64, 32
 SHAPES = ("square", "ellipse", "heart")
 # The factor values of dSprites' npz (metadata["latents_possible_values"], printed in its reloading notebook): shape
@@ -89,12 +88,7 @@ class Sprites(ImageData):
 
     def factors(self, split, index):
         """Factor classes (B, 5) in FACTOR_NAMES order: integers in [0, FACTOR_SIZES[k])."""
-        g = self.grid_index(split, index)
-        out = []
-        for size in reversed(FACTOR_SIZES):
-            out.append(g % size)
-            g = g // size
-        return torch.stack(out[::-1], 1)
+        return unravel_index(self.grid_index(split, index), FACTOR_SIZES)
 
     def factor_values(self, split, index):
         """Factor values (B, 5) as dSprites' latents_values: shape 1-3, scale in [0.5, 1], orientation in [0, 2pi],
@@ -115,7 +109,7 @@ class Sprites(ImageData):
         sizes = torch.tensor(FACTOR_SIZES, device=self.device)
         if factors.ndim != 2 or factors.shape[1] != len(FACTOR_SIZES) or ((factors < 0) | (factors >= sizes)).any():
             raise ValueError(f"factors must be (n, {len(FACTOR_SIZES)}) classes below {FACTOR_SIZES}")
-        return self._render((factors * torch.tensor(STRIDES, device=self.device)).sum(1), generator)
+        return self._render(ravel_index(factors, FACTOR_SIZES), generator)
 
     def _render(self, g, generator):
         """Images (B, 1, 64, 64) of the grid indices g (B,)."""

@@ -8,7 +8,7 @@ import torch
 from vae_lab.codelength import LEVELS, PROBABILITY, UNNORMALISED
 from vae_lab.measure.collapse import active_units, collapse, sorted_kl
 from vae_lab.measure.decomposition import decompose
-from vae_lab.measure.disentanglement import mig_dlib_codes
+from vae_lab.measure.disentanglement.mig_dlib import mig_dlib_codes
 from vae_lab.measure.iwae import iwae
 from vae_lab.model import eval_mode
 from vae_lab.progress import over

@@ -1,0 +1,87 @@
+"""What every disentanglement metric shares: its record, and the codes of images drawn for given factors.
+
+The record lives here, not in the package's __init__, because each metric module builds its own and __init__
+imports them all.
+"""
+import sys
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vae_lab.results import metric_key
+
+
+class Metric(NamedTuple):
+    """One disentanglement metric: `compute(represent, data, **sizes, seed=, batch_size=, progress=)` -> result dict.
+
+    `full` holds the published protocol's sizes (compute's defaults) and `quick` vae-eval's smaller samples of the
+    same statistics; figures on the two do not compare (smaller samples bias MI upwards, accuracies are noisier),
+    so a result records the sizes it ran with. `headline` names the parts of the result vae-eval prints and writes
+    top-level in eval.json. `needs_log_var`: compute takes `encode` (images -> (mean, log_var)) rather than
+    `represent` (images -> posterior means).
+    """
+
+    name: str
+    compute: Callable
+    full: dict
+    quick: dict
+    headline: tuple
+    needs_log_var: bool = False
+
+    def headlines(self):
+        """{eval.json key: the part of the result it holds}, a metric with one headline keyed by its own name."""
+        if len(self.headline) == 1:
+            return {metric_key(self.name): self.headline[0]}
+        return {metric_key(self.name, part): part for part in self.headline}
+
+
+def as_numpy(x):
+    """A torch tensor or array-like as a float64 numpy array."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def progress_bar(progress, total, desc, unit="it"):
+    """A progress bar with the time left on stderr (shown when `progress`): every metric's bars come from here."""
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr, disable=not progress,
+                leave=True, dynamic_ncols=True)
+
+
+def check_factors(data):
+    if not data.factor_sizes:
+        raise ValueError(f"{type(data).__name__} has no ground-truth factors: the disentanglement metrics need them")
+
+
+def generators(data, seed):
+    """(factor generator on the CPU, image generator on the data's device for dynamic binarisation), both seeded."""
+    device = getattr(data, "device", torch.device("cpu"))
+    return torch.Generator().manual_seed(seed), torch.Generator(device=device).manual_seed(seed)
+
+
+@torch.no_grad()
+def encode_factors(represent, data, factors, image_g, batch_size, bar=None):
+    """Codes (n, D) float64 of the images of the factor classes (n, K), `batch_size` images at a time."""
+    out = []
+    for start in range(0, len(factors), batch_size):
+        chunk = factors[start : start + batch_size]
+        out.append(as_numpy(represent(data.images_for_factors(chunk, image_g))))
+        if bar is not None:
+            bar.update(len(chunk))
+    return np.concatenate(out)
+
+
+def sample_codes(represent, data, n, g, image_g, batch_size, bar=None):
+    """n i.i.d. points: factors uniform over the grid, their images' codes. Returns (codes (n, D), factors (n, K))."""
+    factors = data.sample_factors(n, g)
+    return encode_factors(represent, data, factors, image_g, batch_size, bar), factors.cpu().numpy()
+
+
+def train_test_codes(represent, data, n_train, n_test, seed, batch_size, progress, desc):
+    """Two independent i.i.d. samples, ((codes, factors) of n_train points, (codes, factors) of n_test points)."""
+    g, image_g = generators(data, seed)
+    with progress_bar(progress, n_train + n_test, f"{desc}: encode", "img") as bar:
+        return (sample_codes(represent, data, n_train, g, image_g, batch_size, bar),
+                sample_codes(represent, data, n_test, g, image_g, batch_size, bar))
