@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 
 from vae_lab import rundir
-from vae_lab.compare import Row, find_runs
+from vae_lab.compare.table import Row, find_runs
 from vae_lab.results import upgrade
 from vae_lab.runtime.logbook import read_scalars
 

@@ -136,7 +136,7 @@ def test_plots(sweep, capsys):
 
 @pytest.mark.parametrize("values,log", [([0.5, 1, 2, 4, 8], True), ([2, 4, 8], False), ([0, 1, 100], False)])
 def test_log_axis_when_values_span_a_decade(values, log):
-    assert compare._decades(values) == log
+    assert compare.table.decades(values) == log
 
 
 def test_a_few_hundred_runs(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """vae-compare's plots: the rate-distortion plane, and each measurement against every numeric swept key, as PNGs."""
 import math
 
-from vae_lab.compare import _decades, _finite, _sort_key, columns, differing, fmt, label
+from vae_lab.compare.table import columns, decades, differing, finite, fmt, label, sort_key
 from vae_lab.rundir import Status
 
 
@@ -14,15 +14,15 @@ def plot(runs, out_dir):
 
     keys = differing(runs)
     done = [r for r in runs if r.values.get("status") == Status.COMPLETED
-            and all(_finite(r.values.get(f"val/{k}")) for k in ("kl", "recon_nll"))]
+            and all(finite(r.values.get(f"val/{k}")) for k in ("kl", "recon_nll"))]
     written = []
     if done:
         written.append(rate_distortion(plt, done, keys, out_dir / "rate_distortion.png"))
     figures = [c for c in columns(done) if c.startswith(("val/", "eval/"))
-               and any(_finite(r.values.get(c)) for r in done)] if done else []
+               and any(finite(r.values.get(c)) for r in done)] if done else []
     for key in (k for k in keys if k != "seed"):  # a figure against the seed says nothing
         xs = [r.overrides.get(key) for r in done]
-        if figures and len(set(xs)) > 1 and all(_finite(x) for x in xs):
+        if figures and len(set(xs)) > 1 and all(finite(x) for x in xs):
             written.append(against(plt, done, key, [k for k in keys if k != key], figures,
                                    out_dir / f"vs_{key.replace('/', '_')}.png"))
     return written
@@ -34,12 +34,12 @@ def rate_distortion(plt, runs, keys, path):
     rate = [r.values["val/kl"] for r in runs]
     dist = [r.values["val/recon_nll"] for r in runs]
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    numeric = [k for k in keys if k != "seed" and all(_finite(r.overrides.get(k)) for r in runs)]
+    numeric = [k for k in keys if k != "seed" and all(finite(r.overrides.get(k)) for r in runs)]
     if numeric:  # colour by the first numeric swept key
         import matplotlib.colors
 
         c = [r.overrides[numeric[0]] for r in runs]
-        norm = matplotlib.colors.LogNorm() if _decades(c) else None
+        norm = matplotlib.colors.LogNorm() if decades(c) else None
         fig.colorbar(ax.scatter(rate, dist, c=c, norm=norm, s=18, zorder=3), ax=ax, label=numeric[0])
     else:
         ax.scatter(rate, dist, s=18, zorder=3)
@@ -64,7 +64,7 @@ def against(plt, runs, key, others, figures, path):
     with every run as a dot; dots only when there are too many combinations."""
     others = [k for k in others if k != "seed"]
     groups = {}
-    for r in sorted(runs, key=lambda r: [_sort_key(r.overrides.get(k)) for k in others]):
+    for r in sorted(runs, key=lambda r: [sort_key(r.overrides.get(k)) for k in others]):
         groups.setdefault(label(r, others) if others else "", []).append(r)
     lines = len(groups) <= 10
     xs = [r.overrides[key] for r in runs]
@@ -75,7 +75,7 @@ def against(plt, runs, key, others, figures, path):
         for name, members in groups.items():
             at = {}
             for r in members:
-                if _finite(r.values.get(figure)):
+                if finite(r.values.get(figure)):
                     at.setdefault(r.overrides[key], []).append(r.values[figure])
             if not at:
                 continue
@@ -83,7 +83,7 @@ def against(plt, runs, key, others, figures, path):
             if lines:
                 x_mean = sorted((x, sum(vs) / len(vs)) for x, vs in at.items())
                 ax.plot(*zip(*x_mean), "-", color=dots[0].get_color(), label=name or None)
-        if _decades(xs):
+        if decades(xs):
             ax.set_xscale("log")
             ax.minorticks_off()
         if len(set(xs)) <= 8:  # a grid: a tick at each value swept
