@@ -8,7 +8,6 @@ is vae_lab.compare.table, the plots vae_lab.compare.plots.
 """
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from vae_lab import rundir
