@@ -5,12 +5,15 @@ import json
 import pytest
 import torch
 from conftest import EVAL_FIGURES, TINY, TINY_EVAL, compose_config, options, trained_run
+from omegaconf import OmegaConf
 from torch import distributions as D
 
 from vae_lab import evaluate
+from vae_lab.checks import ConfigError
 from vae_lab.encoders import MLPEncoder
+from vae_lab.measure.elbo import measure
 from vae_lab.model import VAE, objective
-from vae_lab.priors import MixtureOfGaussians, VampPrior, mixture_log_prob
+from vae_lab.priors import MixtureOfGaussians, Prior, VampPrior, mixture_log_prob, normal_log_prob
 from vae_lab.runtime.build import build, build_model
 
 SHAPE = (1, 6, 6)
@@ -124,3 +127,45 @@ def test_every_prior_trains_and_evaluates(prior, tmp_path, capsys):
     for f in result["figures"]:
         assert (run.dir / f).stat().st_size > 1000, f
     assert "Monte-Carlo" in capsys.readouterr().out or prior == "normal"
+
+
+class ShiftedNormal(Prior):
+    """A user's own factorised prior, p(z_j) = N(z_j; 3, 1): neither vae_lab's nor the standard normal."""
+
+    def log_prob_per_dim(self, z):
+        return normal_log_prob(z, torch.full_like(z, 3.0), torch.zeros_like(z))
+
+    def log_prob(self, z):
+        return self.log_prob_per_dim(z).sum(1)
+
+    def sample(self, n, generator):
+        return 3.0 + torch.randn(n, self.latent_dim, generator=generator, device=generator.device)
+
+
+def test_a_factorised_prior_of_ones_own_is_decomposed_against_itself(tmp_path):
+    """measure()'s dimension-wise KL and the beta-TCVAE's are taken against the prior's own p(z_j), not N(0, I)."""
+    cfg = compose_config([*TINY, "dataset=sprites"])
+    data = build("dataset", cfg.dataset)
+    model = build_model(cfg, data)
+    shifted = VAE(model.encoder, model.decoder, model.likelihood, ShiftedNormal(cfg.latent_dim))
+    standard, own = (measure(m, data, "val", 64, 64) for m in (model, shifted))
+    # codes near 0 against N(3, 1): about 3² / 2 nats per dimension more than against N(0, 1)
+    assert own["dimwise_kl"] - standard["dimwise_kl"] == pytest.approx(4.5 * cfg.latent_dim, rel=0.2)
+    assert own["index_code_mi"] == standard["index_code_mi"]  # the terms that do not involve the prior
+    assert own["total_correlation"] == standard["total_correlation"]
+    terms = shifted(data.batch("train", torch.arange(32)), torch.Generator().manual_seed(0))
+    tc_own = build("penalty", OmegaConf.create({"_target_": "vae_lab.penalties.TCVAE"}), dataset_size=256,
+                   prior=shifted.prior)
+    tc_standard = build("penalty", OmegaConf.create({"_target_": "vae_lab.penalties.TCVAE"}), dataset_size=256,
+                        prior=model.prior)
+    own_kl = tc_own(terms, 1.0, 0)[1]["gamma_dimwise_kl"]
+    standard_kl = tc_standard(terms, 1.0, 0)[1]["gamma_dimwise_kl"]
+    assert float(own_kl - standard_kl) == pytest.approx(4.5 * cfg.latent_dim, rel=0.2)
+
+
+def test_tcvae_refuses_a_prior_that_does_not_factorise():
+    cfg = compose_config([*TINY, "prior=mog", "penalty=tcvae"])
+    data = build("dataset", cfg.dataset)
+    model = build_model(cfg, data)
+    with pytest.raises(ConfigError, match="penalty: needs a factorised prior for its dimension-wise KL: MixtureOfGaussians is not one"):
+        build("penalty", cfg.penalty, dataset_size=256, optional={"prior": model.prior})

@@ -10,14 +10,15 @@ import math
 import torch
 from torch import nn
 
-from vae_lab.checks import choice, number
+from vae_lab.checks import ConfigError, choice, number
 from vae_lab.priors import normal_log_prob, standard_normal_log_prob
 
 ESTIMATORS = ("mss", "mws")  # of the aggregate posterior q(z) from one batch: minibatch-stratified or -weighted
 
 
 class Penalty(nn.Module):
-    """Base of the `penalty` group. Built as `Penalty(dataset_size=N, **config)`.
+    """Base of the `penalty` group. Built as `Penalty(dataset_size=N, **config)`, with `prior=` (the model's) where
+    its constructor takes it.
 
     `forward(terms, weight, step)` returns (scalar loss part, {name: scalar tensor}): the weighted terms it added,
     logged as train/<name> (their sum is the loss part). `names` lists those names, fixed when it is built, so
@@ -84,23 +85,29 @@ class FreeBits(Penalty):
 class TCVAE(Penalty):
     """β-TCVAE (Chen et al. 2018, eq. 4): α · I(z; n) + β · TC(z) + γ · Σ_j KL(q(z_j) || p(z_j)), with β = w(step).
 
-    The three terms are the minibatch estimates of vae_lab.measure.decomposition (`estimator`: mss, minibatch-stratified
-    sampling, or mws, minibatch-weighted sampling) over the batch, with N the training set's size. With
-    α = β = γ = 1 the objective is the ELBO's, up to the estimators' error. Needs a factorised prior (`normal`).
+    The three terms are the minibatch estimates of `minibatch_terms` (`estimator`: mss, minibatch-stratified
+    sampling, or mws, minibatch-weighted sampling) over the batch, with N the training set's size, and the
+    dimension-wise KL against the prior's own p(z_j), so it needs a factorised prior. With α = β = γ = 1 the
+    objective is the ELBO's, up to the estimators' error.
     """
 
     names = ("alpha_mi", "beta_tc", "gamma_dimwise_kl")
-    needs_factorised_prior = True
 
-    def __init__(self, alpha=1.0, gamma=1.0, estimator="mss", dataset_size=None):
+    def __init__(self, alpha=1.0, gamma=1.0, estimator="mss", dataset_size=None, prior=None):
         super().__init__(dataset_size)
         self.alpha = number("alpha", alpha, low=0)
         self.gamma = number("gamma", gamma, low=0)
-        self.estimator = choice("estimator", estimator, ("mss", "mws"))
+        self.estimator = choice("estimator", estimator, ESTIMATORS)
         number("dataset_size", dataset_size, low=2, integer=True)
+        if prior is not None and not prior.factorised:
+            raise ConfigError(f"needs a factorised prior for its dimension-wise KL: {type(prior).__name__} is not "
+                              "one; use prior=normal")
+        # a bound method, not the prior module itself, so that the prior's weights stay out of this state_dict
+        self.log_prob_per_dim = standard_normal_log_prob if prior is None else prior.log_prob_per_dim
 
     def forward(self, terms, weight, step):
-        mi, tc, dim_kl = minibatch_terms(terms.z, terms.mean, terms.log_var, self.dataset_size, self.estimator)
+        mi, tc, dim_kl = minibatch_terms(terms.z, terms.mean, terms.log_var, self.dataset_size, self.estimator,
+                                         self.log_prob_per_dim)
         parts = {"alpha_mi": self.alpha * mi, "beta_tc": weight * tc, "gamma_dimwise_kl": self.gamma * dim_kl}
         return sum(parts.values()), parts
 
