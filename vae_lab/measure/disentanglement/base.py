@@ -3,13 +3,12 @@
 The record lives here, not in the package's __init__, because each metric module builds its own and __init__
 imports them all.
 """
-import sys
 from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from vae_lab.progress import bar as progress_bar
 from vae_lab.results import metric_key
 
 
@@ -44,12 +43,6 @@ def as_numpy(x):
     return np.asarray(x, dtype=np.float64)
 
 
-def progress_bar(progress, total, desc, unit="it"):
-    """A progress bar with the time left on stderr (shown when `progress`): every metric's bars come from here."""
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr, disable=not progress,
-                leave=True, dynamic_ncols=True)
-
-
 def check_factors(data):
     if not data.factor_sizes:
         raise ValueError(f"{type(data).__name__} has no ground-truth factors: the disentanglement metrics need them")
@@ -82,6 +75,6 @@ def sample_codes(represent, data, n, g, image_g, batch_size, bar=None):
 def train_test_codes(represent, data, n_train, n_test, seed, batch_size, progress, desc):
     """Two independent i.i.d. samples, ((codes, factors) of n_train points, (codes, factors) of n_test points)."""
     g, image_g = generators(data, seed)
-    with progress_bar(progress, n_train + n_test, f"{desc}: encode", "img") as bar:
+    with progress_bar(n_train + n_test, f"{desc}: encode", "img", enabled=progress, unit_scale=True) as bar:
         return (sample_codes(represent, data, n_train, g, image_g, batch_size, bar),
                 sample_codes(represent, data, n_test, g, image_g, batch_size, bar))

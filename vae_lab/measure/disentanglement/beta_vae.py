@@ -4,7 +4,8 @@ import warnings
 import numpy as np
 import torch
 
-from vae_lab.measure.disentanglement.base import Metric, check_factors, encode_factors, generators, progress_bar
+from vae_lab.measure.disentanglement.base import Metric, check_factors, encode_factors, generators
+from vae_lab.progress import bar as progress_bar
 
 
 def _points(represent, data, n_points, batch, g, image_g, batch_size, bar):
@@ -37,7 +38,7 @@ def beta_vae_score(represent, data, n_train=10_000, n_eval=5_000, batch=64, seed
 
     check_factors(data)
     g, image_g = generators(data, seed)
-    with progress_bar(progress, n_train + n_eval + 1, "beta_vae", "point") as bar:
+    with progress_bar(n_train + n_eval + 1, "beta_vae", "point", enabled=progress, unit_scale=True) as bar:
         x_train, y_train = _points(represent, data, n_train, batch, g, image_g, batch_size, bar)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)

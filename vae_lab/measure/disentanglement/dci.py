@@ -3,7 +3,8 @@ import math
 
 import numpy as np
 
-from vae_lab.measure.disentanglement.base import Metric, as_numpy, check_factors, progress_bar, train_test_codes
+from vae_lab.measure.disentanglement.base import Metric, as_numpy, check_factors, train_test_codes
+from vae_lab.progress import bar as progress_bar
 
 
 def _normalised_entropy(p, base):
@@ -53,7 +54,7 @@ def dci(represent, data, n_train=10_000, n_test=5_000, n_estimators=100, seed=0,
     "informativeness_train", "informativeness_test", "importance" (D x K)}."""
     check_factors(data)
     train, test = train_test_codes(represent, data, n_train, n_test, seed, batch_size, progress, "dci")
-    with progress_bar(progress, len(data.factor_sizes), "dci: fit", "fit") as bar:
+    with progress_bar(len(data.factor_sizes), "dci: fit", "fit", enabled=progress, unit_scale=True) as bar:
         return dci_codes(*train, *test, n_estimators=n_estimators, seed=seed, bar=bar)
 
 

@@ -7,9 +7,9 @@ from vae_lab.measure.disentanglement.base import (
     check_factors,
     encode_factors,
     generators,
-    progress_bar,
     sample_codes,
 )
+from vae_lab.progress import bar as progress_bar
 
 
 def _fix_one_factor(data, m, batch, generator):
@@ -47,13 +47,13 @@ def factor_vae_score(represent, data, n_var=10_000, n_train=10_000, n_eval=5_000
     """
     check_factors(data)
     g, image_g = generators(data, seed)
-    with progress_bar(progress, n_var, "factor_vae: variances", "img") as bar:
+    with progress_bar(n_var, "factor_vae: variances", "img", enabled=progress, unit_scale=True) as bar:
         codes, _ = sample_codes(represent, data, n_var, g, image_g, batch_size, bar)
     global_var = codes.var(0, ddof=1)  # (D,)
     active = np.sqrt(global_var) >= threshold
     if not active.any():
         return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
-    with progress_bar(progress, n_train + n_eval, "factor_vae: votes", "vote") as bar:
+    with progress_bar(n_train + n_eval, "factor_vae: votes", "vote", enabled=progress, unit_scale=True) as bar:
         train = _votes(represent, data, n_train, batch, g, image_g, global_var, active, batch_size, bar)
         classifier = train.argmax(0)  # (active dims,) the factor each dimension predicts
         columns = np.arange(train.shape[1])

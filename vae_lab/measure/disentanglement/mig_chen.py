@@ -4,7 +4,8 @@ import math
 import torch
 
 from vae_lab.data.base import unravel_index
-from vae_lab.measure.disentanglement.base import Metric, check_factors, generators, progress_bar
+from vae_lab.measure.disentanglement.base import Metric, check_factors, generators
+from vae_lab.progress import bar as progress_bar
 
 
 def posterior_entropies(z, mean, log_var, n_samples, generator, bar=None, budget=2**23):
@@ -52,7 +53,7 @@ def mig_chen(encode, data, n_images=None, n_samples=10_000, leave_out=("shape",)
     n = len(factors)
     kept = [k for k, name in enumerate(names) if name not in leave_out]
     means, log_vars = [], []
-    with progress_bar(progress, n, "mig_chen: encode", "img") as bar, torch.no_grad():
+    with progress_bar(n, "mig_chen: encode", "img", enabled=progress, unit_scale=True) as bar, torch.no_grad():
         for start in range(0, n, batch_size):
             mean, log_var = encode(data.images_for_factors(factors[start : start + batch_size], image_g))
             means.append(torch.as_tensor(mean).detach().float())
@@ -62,7 +63,7 @@ def mig_chen(encode, data, n_images=None, n_samples=10_000, leave_out=("shape",)
     z = mean + torch.exp(0.5 * log_var) * torch.randn(mean.shape, generator=g).to(mean.device)  # one z per image
     groups = {k: [(factors[:, k] == v).nonzero()[:, 0].to(mean.device) for v in range(sizes[k])] for k in kept}
     pairs = min(n, n_samples) * n + sum(min(len(r), n_samples) * len(r) for k in kept for r in groups[k])
-    with progress_bar(progress, pairs, "mig_chen: entropies", "pair") as bar:
+    with progress_bar(pairs, "mig_chen: entropies", "pair", enabled=progress, unit_scale=True) as bar:
         marginal = posterior_entropies(z, mean, log_var, n_samples, g, bar)  # (D,)
         mutual_info = {}
         for k in kept:

@@ -1,7 +1,8 @@
 """The mutual information gap (Chen et al. 2018) as disentanglement_lib computes it: binned posterior means."""
 import numpy as np
 
-from vae_lab.measure.disentanglement.base import Metric, as_numpy, check_factors, generators, progress_bar, sample_codes
+from vae_lab.measure.disentanglement.base import Metric, as_numpy, check_factors, generators, sample_codes
+from vae_lab.progress import bar as progress_bar
 
 BINS = 20  # histogram bins per code dimension (disentanglement_lib, unsupervised_study_v1/metric_configs/mig.gin)
 
@@ -56,7 +57,7 @@ def mig_dlib(represent, data, n=10_000, bins=BINS, seed=0, batch_size=2048, prog
     """MIG as disentanglement_lib computes it (Locatello et al. 2019; evaluation/metrics/mig.py): posterior means of
     n images with factors drawn uniformly, `bins` bins per dimension, every factor. Returns {"score", "per_factor"}."""
     check_factors(data)
-    with progress_bar(progress, n, "mig_dlib: encode", "img") as bar:
+    with progress_bar(n, "mig_dlib: encode", "img", enabled=progress, unit_scale=True) as bar:
         codes, factors = sample_codes(represent, data, n, *generators(data, seed), batch_size, bar)
     score, gaps = mig_dlib_codes(codes, factors, data.factor_names, bins)
     return {"score": score, "per_factor": gaps}

@@ -3,7 +3,8 @@ import warnings
 
 import numpy as np
 
-from vae_lab.measure.disentanglement.base import Metric, as_numpy, check_factors, progress_bar, train_test_codes
+from vae_lab.measure.disentanglement.base import Metric, as_numpy, check_factors, train_test_codes
+from vae_lab.progress import bar as progress_bar
 
 
 def sap_codes(train_codes, train_factors, test_codes, test_factors, names=None, seed=0, bar=None):
@@ -43,7 +44,7 @@ def sap(represent, data, n_train=10_000, n_test=5_000, seed=0, batch_size=2048, 
     "unconverged_fits"}."""
     check_factors(data)
     train, test = train_test_codes(represent, data, n_train, n_test, seed, batch_size, progress, "sap")
-    with progress_bar(progress, train[0].shape[1] * len(data.factor_sizes), "sap: fit", "fit") as bar:
+    with progress_bar(train[0].shape[1] * len(data.factor_sizes), "sap: fit", "fit", enabled=progress, unit_scale=True) as bar:
         return sap_codes(*train, *test, names=data.factor_names, seed=seed, bar=bar)
 
 
