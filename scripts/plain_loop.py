@@ -1,5 +1,6 @@
 """A bare hand-written VAE training loop (in the style of pytorch/examples' vae/main.py, data in memory):
-the yardstick vae_lab's loop is compared against."""
+the yardstick vae_lab's loop is compared against, and `timed`, the one clock of scripts/bench.py, parity.py and
+probes.py."""
 import time
 
 import torch
@@ -44,23 +45,41 @@ def terms(model, x):
     return rec, kl
 
 
-def train_epochs(model, x_train, epochs=1, batch_size=128, lr=1e-3, seed=0, max_steps=None):
+def timed(fn, device):
+    """(fn(), seconds it took), CUDA synchronised before and after so that the GPU work fn queued is counted."""
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def step(model, opt, x):
+    """One Adam step on the batch x; the loss is the negative ELBO averaged over the batch."""
+    rec, kl = terms(model, x)
+    loss = (rec + kl).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def train_epochs(model, x_train, epochs=1, batch_size=128, lr=1e-3, seed=0):
     """Train on x_train (N, ...) float in [0, 1], in memory; returns (steps, seconds)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
-    steps, t0 = 0, time.perf_counter()
-    for _ in range(epochs):
-        order = torch.randperm(x_train.shape[0], generator=g)
-        for i in range(0, x_train.shape[0], batch_size):
-            rec, kl = terms(model, x_train[order[i : i + batch_size]])
-            loss = (rec + kl).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            steps += 1
-            if max_steps and steps >= max_steps:
-                return steps, time.perf_counter() - t0
-    return steps, time.perf_counter() - t0
+
+    def run():
+        steps = 0
+        for _ in range(epochs):
+            order = torch.randperm(x_train.shape[0], generator=g)
+            for i in range(0, x_train.shape[0], batch_size):
+                step(model, opt, x_train[order[i : i + batch_size]])
+                steps += 1
+        return steps
+    return timed(run, x_train.device)
 
 
 @torch.no_grad()
