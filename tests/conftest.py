@@ -1,6 +1,8 @@
 """Helpers shared by the tests: composing configs, training a tiny run into a run directory, reading its
-TensorBoard scalars, and writing small IDX data sets. Test files import these from here, never from each other."""
+TensorBoard scalars, and writing small data sets in the real on-disk formats (IDX, CIFAR-10's binary batches, CelebA's
+JPEGs and text files). Test files import these from here, never from each other."""
 import gzip
+import tarfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -96,3 +98,62 @@ def write_idx_dir(root, n_train, n_test, seed):
 def idx_data_dir(tmp_path_factory):
     """A data_dir holding small MNIST and FashionMNIST IDX files (random digits, 600 train / 100 test)."""
     return write_idx_dir(tmp_path_factory.mktemp("data"), 600, 100, seed=0)
+
+
+def write_cifar_dir(root, per_batch, seed, archive=False):
+    """`root`/cifar-10-batches-bin/ holding the five training batches and test_batch.bin, `per_batch` random records
+    each (a label byte 0-9, then 3,072 pixel bytes channel-major), or with `archive` only cifar-10-binary.tar.gz of
+    it. Returns the images (N, 3, 32, 32) and labels (N,) in file order, training batches first."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    images = rng.integers(0, 256, (6 * per_batch, 3, 32, 32), dtype=np.uint8)
+    labels = rng.integers(0, 10, 6 * per_batch, dtype=np.uint8)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for i, name in enumerate(names):
+        part = slice(i * per_batch, (i + 1) * per_batch)
+        records = np.concatenate([labels[part, None], images[part].reshape(per_batch, -1)], axis=1)
+        (folder / name).write_bytes(records.tobytes())
+    if archive:
+        with tarfile.open(Path(root) / "cifar-10-binary.tar.gz", "w:gz") as tar:
+            tar.add(folder, arcname=folder.name)
+        for name in names:
+            (folder / name).unlink()
+        folder.rmdir()
+    return images, labels.astype(np.int64)
+
+
+CELEBA_ATTRIBUTES = tuple(f"Attribute_{k}" if k != 20 else "Male" for k in range(40))  # Male is the 21st in the release
+
+
+def write_celeba_dir(root, n, seed):
+    """A CelebA folder: n smooth random 178x218 JPEGs in img_align_celeba/ (000001.jpg, ...), list_eval_partition.txt
+    (the first 60% train, the next 20% val, the rest test) and list_attr_celeba.txt (random 1/-1). Returns the image
+    names, their split codes (n,) and their attributes (n, 40) as 0/1."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    (root / "img_align_celeba").mkdir(parents=True)
+    names = [f"{i + 1:06d}.jpg" for i in range(n)]
+    codes = np.zeros(n, dtype=np.int64)
+    codes[int(0.6 * n) : int(0.8 * n)], codes[int(0.8 * n) :] = 1, 2
+    for name in names:  # a coarse random grid, enlarged: smooth enough for JPEG to keep it
+        grid = rng.integers(0, 256, (11, 9, 3), dtype=np.uint8)
+        Image.fromarray(grid).resize((178, 218), Image.Resampling.BILINEAR).save(root / "img_align_celeba" / name,
+                                                                                quality=95)
+    (root / "list_eval_partition.txt").write_text("".join(f"{a} {c}\n" for a, c in zip(names, codes)))
+    attributes = rng.integers(0, 2, (n, 40))
+    rows = "".join(name + "".join(f"{2 * v - 1:3d}" for v in row) + "\n" for name, row in zip(names, attributes))
+    (root / "list_attr_celeba.txt").write_text(f"{n}\n{' '.join(CELEBA_ATTRIBUTES)}\n{rows}")
+    return names, codes, attributes
+
+
+@pytest.fixture(scope="session")
+def dataset_data_dir(tmp_path_factory):
+    """A data_dir where every file-backed `dataset` option finds small files at its default path: MNIST and
+    FashionMNIST IDX files (600 train / 100 test), cifar10/ (200 training records, 40 test) and celeba/ (30 JPEGs)."""
+    root = write_idx_dir(tmp_path_factory.mktemp("data"), 600, 100, seed=0)
+    write_cifar_dir(root / "cifar10", 40, seed=0)
+    write_celeba_dir(root / "celeba", 30, seed=0)
+    return root

@@ -24,7 +24,7 @@ def test_every_group_has_options():
 
 
 def _dataset_overrides(dataset, data_dir):
-    small = ["dataset.val_size=100"] if dataset != "sprites" else TINY[:3]
+    small = {"sprites": TINY[:3], "celeba": []}.get(dataset, ["dataset.val_size=100"])  # celeba: the official splits
     return [f"dataset={dataset}", f"data_dir={data_dir}", *small]
 
 
@@ -49,8 +49,8 @@ def test_option_builds_and_runs_a_batch(group, option):
 
 
 @pytest.mark.parametrize("dataset", options("dataset"))
-def test_dataset_builds(dataset, idx_data_dir):
-    cfg = compose_config(_dataset_overrides(dataset, idx_data_dir))
+def test_dataset_builds(dataset, dataset_data_dir):
+    cfg = compose_config(_dataset_overrides(dataset, dataset_data_dir))
     data = build("dataset", cfg.dataset)
     x = data.batch("train", torch.arange(4))
     assert x.shape == (4, *data.shape) and 0 <= x.min() and x.max() <= 1

@@ -121,15 +121,18 @@ class TensorImageData(ImageData):
         return self._labels[split][index] if self._labels else None
 
 
+def split_count(key, size, n):
+    """An image count out of n given as a fraction in (0, 1) of n or as a count of at least 1; a ConfigError naming
+    `key` otherwise."""
+    if isinstance(size, float) and 0 < size < 1:
+        return max(1, round(size * n))
+    return int(number(key, size, low=1, integer=True))
+
+
 def split_sizes(n, val_size, test_size):
-    """(val, test) image counts out of n: each given as a fraction in (0, 1) of n or a count of at least 1, leaving at
-    least one image to train on; a ConfigError naming the key otherwise."""
-    counts = []
-    for key, size in (("val_size", val_size), ("test_size", test_size)):
-        if isinstance(size, float) and 0 < size < 1:
-            counts.append(max(1, round(size * n)))
-        else:
-            counts.append(int(number(key, size, low=1, integer=True)))
+    """(val, test) image counts out of n (`split_count`), leaving at least one image to train on; a ConfigError
+    naming the key otherwise."""
+    counts = [split_count("val_size", val_size, n), split_count("test_size", test_size, n)]
     if sum(counts) >= n:
         raise ConfigError(f"val_size={val_size}, test_size={test_size}: leave no image of {n} to train on; give "
                           "fractions such as 0.05 or smaller counts")
