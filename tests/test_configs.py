@@ -23,9 +23,9 @@ def test_every_group_has_options():
         assert options(group), group
 
 
-def _dataset_overrides(dataset, data_dir):
-    small = ["dataset.val_size=100"] if dataset != "sprites" else TINY[:3]
-    return [f"dataset={dataset}", f"data_dir={data_dir}", *small]
+def _dataset_overrides(dataset, data_dir, image_dir):
+    small = {"sprites": TINY[:3], "image_folder": [f"dataset.path={image_dir}", "dataset.size=28"]}
+    return [f"dataset={dataset}", f"data_dir={data_dir}", *small.get(dataset, ["dataset.val_size=100"])]
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
@@ -49,8 +49,8 @@ def test_option_builds_and_runs_a_batch(group, option):
 
 
 @pytest.mark.parametrize("dataset", options("dataset"))
-def test_dataset_builds(dataset, idx_data_dir):
-    cfg = compose_config(_dataset_overrides(dataset, idx_data_dir))
+def test_dataset_builds(dataset, idx_data_dir, image_dir):
+    cfg = compose_config(_dataset_overrides(dataset, idx_data_dir, image_dir))
     data = build("dataset", cfg.dataset)
     x = data.batch("train", torch.arange(4))
     assert x.shape == (4, *data.shape) and 0 <= x.min() and x.max() <= 1
