@@ -1,6 +1,6 @@
 """Helpers shared by the tests: composing configs, training a tiny run into a run directory, reading its
 TensorBoard scalars, and writing small data sets in the real on-disk formats (IDX, CIFAR-10's binary batches, CelebA's
-JPEGs and text files, factor-grid files). Test files import these from here, never from each other."""
+JPEGs and text files, factor-grid files, image folders). Test files import these from here, never from each other."""
 import gzip
 import io
 import math
@@ -256,3 +256,27 @@ def write_grid_files(root):
 def grid_dir(tmp_path_factory):
     """A folder holding small dSprites, 3D Shapes and MPI3D files (GRID_FILES; grid_overrides points options at them)."""
     return write_grid_files(tmp_path_factory.mktemp("grids"))
+
+
+def write_image_folder(root, per_class, size=32, seed=0, classes=("circles", "squares")):
+    """A folder with a sub-folder of `per_class` RGB PNG images (size x size: dark noise and one bright shape, a disc
+    or a square by class) for each name in `classes`."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size]
+    for k, name in enumerate(classes):
+        (Path(root) / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = rng.integers(0, 64, (size, size, 3), dtype=np.uint8)
+            (cx, cy), r = rng.integers(size // 4, 3 * size // 4, 2), rng.integers(size // 8, size // 4 + 1)
+            shape = (x - cx) ** 2 + (y - cy) ** 2 <= r * r if k % 2 == 0 else (abs(x - cx) <= r) & (abs(y - cy) <= r)
+            image[shape] = rng.integers(128, 256, 3)
+            Image.fromarray(image).save(Path(root) / name / f"{i:05d}.png", compress_level=1)
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_path_factory):
+    """A folder of 2 x 30 small PNG images in two sub-folders (labels 0 and 1)."""
+    return write_image_folder(tmp_path_factory.mktemp("images"), 30, size=28, seed=0)

@@ -23,8 +23,9 @@ def test_every_group_has_options():
         assert options(group), group
 
 
-def _dataset_overrides(dataset, data_dir, grid_dir):
-    small = {"sprites": TINY[:3], "celeba": []}.get(dataset, ["dataset.val_size=100"])  # celeba: the official splits
+def _dataset_overrides(dataset, data_dir, grid_dir, image_dir):
+    small = {"sprites": TINY[:3], "celeba": [],  # celeba: the official splits
+             "image_folder": [f"dataset.path={image_dir}", "dataset.size=28"]}.get(dataset, ["dataset.val_size=100"])
     return [f"dataset={dataset}", f"data_dir={data_dir}", *small, *grid_overrides(grid_dir).get(dataset, [])]
 
 
@@ -49,8 +50,8 @@ def test_option_builds_and_runs_a_batch(group, option):
 
 
 @pytest.mark.parametrize("dataset", options("dataset"))
-def test_dataset_builds(dataset, dataset_data_dir, grid_dir):
-    cfg = compose_config(_dataset_overrides(dataset, dataset_data_dir, grid_dir))
+def test_dataset_builds(dataset, dataset_data_dir, grid_dir, image_dir):
+    cfg = compose_config(_dataset_overrides(dataset, dataset_data_dir, grid_dir, image_dir))
     data = build("dataset", cfg.dataset)
     x = data.batch("train", torch.arange(4))
     assert x.shape == (4, *data.shape) and 0 <= x.min() and x.max() <= 1

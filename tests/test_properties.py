@@ -17,7 +17,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import compose_config, grid_overrides, options, trained_run, write_grid_files, write_idx, write_idx_dir
+from conftest import (
+    compose_config,
+    grid_overrides,
+    options,
+    trained_run,
+    write_celeba_dir,
+    write_cifar_dir,
+    write_grid_files,
+    write_idx,
+    write_idx_dir,
+    write_image_folder,
+)
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,7 +50,9 @@ DATA = {"sprites": ["dataset.train_size=48", "dataset.val_size=16", "dataset.tes
         "mnist": ["dataset.val_size=16", "dataset.download=false"],
         "fashion_mnist": ["dataset.val_size=16", "dataset.download=false"],
         # the small factor-grid files the fixture writes into data_dir
-        **{option: ["dataset.val_size=16", *paths] for option, paths in grid_overrides("${data_dir}").items()}}
+        **{option: ["dataset.val_size=16", *paths] for option, paths in grid_overrides("${data_dir}").items()},
+        "image_folder": ["dataset.path=${data_dir}/images", "dataset.size=28"],  # the fixture's folder
+        "cifar10": ["dataset.val_size=16", "dataset.download=false"], "celeba": []}  # celeba: the official splits
 
 small = st.integers(1, 24)
 unit = st.floats(0.01, 0.99).map(lambda v: round(v, 3))
@@ -83,7 +96,8 @@ OPTION_KEYS = {"kl=linear": ["kl.start", "kl.warmup_steps"], "kl=cyclical": ["kl
                "likelihood=gaussian": ["likelihood.sigma", "likelihood.learn_sigma"],
                "likelihood=laplace": ["likelihood.sigma", "likelihood.learn_sigma"], "encoder=conv": ["encoder.fc"],
                "dataset=sprites": ["dataset.train_size", "dataset.val_size", "dataset.test_size"],
-               "dataset=mnist": ["dataset.val_size"], "dataset=fashion_mnist": ["dataset.val_size"]}
+               "dataset=mnist": ["dataset.val_size"], "dataset=fashion_mnist": ["dataset.val_size"],
+               "dataset=image_folder": ["dataset.size", "dataset.channels", "dataset.val_size"]}
 BAD_VALUES = ["0", "-1", "-2.5", "0.5", "nan", "inf", "-inf", "abc", "''", "null", "true", "[]", "[1,2]", "[0]",
               "[-3]", "[4,abc]", "[nan]", "{a: 1}", "1e400", "1e39", "99999999999999999999",
               "'${nope}'"]
@@ -311,7 +325,11 @@ def fixtures(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention on a shared 2-core box
     root = tmp_path_factory.mktemp("others")
-    yield {"root": root, "data": write_grid_files(write_idx_dir(tmp_path_factory.mktemp("idx"), 48, 16, seed=1)),
+    data = write_grid_files(write_idx_dir(tmp_path_factory.mktemp("idx"), 48, 16, seed=1))
+    write_image_folder(data / "images", 24, size=28, seed=1)
+    write_cifar_dir(data / "cifar10", 8, seed=1)
+    write_celeba_dir(data / "celeba", 12, seed=1)
+    yield {"root": root, "data": data,
            "stopped": finished_run(root, "stopped", []),
            "other_model": finished_run(root, "other", ["encoder.hidden=[24]", "latent_dim=5"])}
     torch.set_num_threads(threads)

@@ -34,14 +34,16 @@ def file_key(paths):
     return out
 
 
-def cached(data_dir, name, key, shape, fill):
+def cached(data_dir, name, key, shape, fill, quiet=False):
     """The uint8 array of `shape` for `key`, read-only and memory-mapped: from the cache when it holds it, else made
-    by fill(array), which writes every image of the writable memory-mapped array, then kept in the cache."""
+    by fill(array), which writes every image of the writable memory-mapped array, then kept in the cache. `quiet`:
+    no log line (for a small array that goes with the images, such as which files could be decoded)."""
     path = path_for(data_dir, name, key)
     if path.is_file():
         array = np.load(path, mmap_mode="r")
         if array.shape == tuple(shape) and array.dtype == np.uint8:
-            log.info("dataset: decoded images from the cache %s", path)
+            if not quiet:
+                log.info("dataset: decoded images from the cache %s", path)
             return array
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +51,8 @@ def cached(data_dir, name, key, shape, fill):
         raise ConfigError(f"data_dir={data_dir}: the decoded-image cache cannot be written there ({e.strerror}); set "
                           "data_dir to a writable folder") from None
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    log.info("dataset: decoding %d images once into %s", shape[0], path)
+    if not quiet:
+        log.info("dataset: decoding %d images once into %s", shape[0], path)
     try:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=tuple(shape))
         fill(array)
