@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY, compose_config
+from helpers import TINY, compose_config
 
 from vae_lab.checks import ConfigError
 from vae_lab.likelihoods import Bernoulli, Gaussian

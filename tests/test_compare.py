@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_run_config
+from helpers import write_run_config
 
 from vae_lab import compare
 

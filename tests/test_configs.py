@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY, compose_config, options, trained_run
+from helpers import TINY, compose_config, options, trained_run
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.rundir import NOT_TRAINED

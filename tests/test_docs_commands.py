@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from helpers import compose_config
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import open_dict
 

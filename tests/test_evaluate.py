@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import EVAL_FIGURES, TINY, TINY_EVAL, trained_run
+from helpers import EVAL_FIGURES, TINY, TINY_EVAL, trained_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_lab import evaluate, results

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import compose_config, options
+from helpers import compose_config, options
 from omegaconf import OmegaConf, open_dict
 from torch import nn
 

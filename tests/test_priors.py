@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from conftest import EVAL_FIGURES, TINY, TINY_EVAL, compose_config, options, trained_run
+from helpers import EVAL_FIGURES, TINY, TINY_EVAL, compose_config, options, trained_run
 from omegaconf import OmegaConf
 from torch import distributions as D
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import compose_config, options, trained_run, write_idx, write_idx_dir
+from helpers import compose_config, options, trained_run, write_idx, write_idx_dir
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_config, scalars, trained_run
+from helpers import TINY, compose_config, scalars, trained_run
 
 from vae_lab.checks import ConfigError
 from vae_lab.decoders import MLPDecoder

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TINY, TINY_EVAL, trained_run
+from helpers import TINY, TINY_EVAL, trained_run
 
 from vae_lab import evaluate
 

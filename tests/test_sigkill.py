@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import torch
-from conftest import scalars
+from helpers import scalars
 
 STEPS = 48
 KILL_SEED = 0  # the default draw of kill steps; VAE_LAB_KILL_SEED overrides it

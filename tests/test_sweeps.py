@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import TINY
+from helpers import TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 

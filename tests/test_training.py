@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, compose_config, scalars, trained_run
+from helpers import TINY, compose_config, scalars, trained_run
 
 from vae_lab.checks import ConfigError
 from vae_lab.train import train
