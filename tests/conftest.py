@@ -1,6 +1,20 @@
-"""Fixtures shared by the tests; the helpers they use are in helpers.py."""
+"""Fixtures and hooks shared by the tests; the helpers they use are in helpers.py."""
+import os
+from pathlib import Path
+
 import pytest
 from helpers import write_idx_dir
+
+import vae_lab
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """The commands tests start (vae-train, python -m vae_lab.…) import the vae_lab these tests import: the
+    repository's, also where an editable install of another checkout is on the path."""
+    if Path(vae_lab.__file__).resolve().parent == ROOT / "vae_lab":
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture(scope="session")
