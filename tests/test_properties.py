@@ -107,7 +107,7 @@ def _small(experiment):
 
 
 # Presets that run on the tiny MNIST files here; the others (sprites with 1200-unit layers, batches of 2048) are
-# composed, built and stepped by test_presets and test_configs.
+# composed and trained two steps by test_presets.
 SMALL_PRESETS = [e for e in options("experiment") if _small(e)]
 
 
