@@ -3,7 +3,8 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import write_idx_dir
+import torch
+from helpers import TINY, trained_run, write_idx_dir
 
 import vae_lab
 
@@ -17,7 +18,24 @@ def pytest_configure(config):
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """The tests' tensors are small: a second torch thread does not speed them up, and on shared cores its waiting
+    costs more. (The commands tests start keep torch's default.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def idx_data_dir(tmp_path_factory):
     """A data_dir holding small MNIST and FashionMNIST IDX files (random digits, 600 train / 100 test)."""
     return write_idx_dir(tmp_path_factory.mktemp("data"), 600, 100, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """helpers.TINY trained once for the session (a TrainedRun). Tests only read it; a test that writes into a run
+    (vae-eval does) works on a copy."""
+    return trained_run(tmp_path_factory.mktemp("tiny") / "run", TINY)

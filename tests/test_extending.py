@@ -49,6 +49,7 @@ def test_the_page_holds_one_option_per_group(package):
     assert {"my_ext/components.py", "my_ext/__init__.py", "my_ext/configs/__init__.py"} <= set(written)
 
 
+@pytest.mark.slow
 def test_the_pages_command_trains_with_the_new_options(package):
     root, _ = package
     [command] = [b for lang, b in blocks(DOC.read_text()) if lang == "bash" and "vae-train" in b]

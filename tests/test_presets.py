@@ -87,6 +87,7 @@ def _tiny(name, data_dir):
     return [f"experiment={name}", f"data_dir={data_dir}", *sizes]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", options("experiment"))
 def test_preset_trains_two_steps(name, idx_data_dir, tmp_path):
     """Each preset on a tiny slice of its data set through the training loop, which builds its data, model, optimizer,

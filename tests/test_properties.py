@@ -28,6 +28,8 @@ from vae_lab.runtime.config import CONFIG_DIR
 from vae_lab.runtime.resume import resume_target
 from vae_lab.train import train
 
+pytestmark = pytest.mark.slow  # the Hypothesis property test, fault cases that share its fixtures, vae-train processes
+
 EXAMPLES = int(os.environ.get("VAE_LAB_PROPERTY_EXAMPLES", 200))
 CASE_TIMEOUT_S = 120  # a case that runs longer than this is a hang
 
@@ -306,13 +308,10 @@ def names_a_key_or_file(message, overrides, data_dir, resume):
 
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: a second thread only adds contention on a shared 2-core box
     root = tmp_path_factory.mktemp("others")
-    yield {"root": root, "data": write_idx_dir(tmp_path_factory.mktemp("idx"), 48, 16, seed=1),
-           "stopped": finished_run(root, "stopped", []),
-           "other_model": finished_run(root, "other", ["encoder.hidden=[24]", "latent_dim=5"])}
-    torch.set_num_threads(threads)
+    return {"root": root, "data": write_idx_dir(tmp_path_factory.mktemp("idx"), 48, 16, seed=1),
+            "stopped": finished_run(root, "stopped", []),
+            "other_model": finished_run(root, "other", ["encoder.hidden=[24]", "latent_dim=5"])}
 
 
 def test_generated_configs_train_or_are_refused_in_one_line(fixtures, capsys):

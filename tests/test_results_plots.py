@@ -9,6 +9,8 @@ from helpers import TINY, TINY_EVAL, scalars, trained_run
 
 from vae_lab import evaluate
 
+pytestmark = pytest.mark.slow  # each test runs scripts/results_plots.py in a subprocess
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_plots.py"
 
 
