@@ -283,7 +283,7 @@ def flops_per_step(overrides, device):
         run = setup(config([*overrides, f"device={device}", "trainer.batch_size=128"]), Path(run_dir))
         with FlopCounterMode(display=False) as counter:
             train_step(run, next(batches(run)))
-        run.runlog.close()
+        run.logbook.close()
     return counter.get_total_flops()
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, trained_run, write_idx_dir
+from helpers import TINY, trained_run, write_celeba_dir, write_cifar_dir, write_grid_files, write_idx_dir
 
 import vae_lab
 
@@ -39,3 +39,19 @@ def tiny_run(tmp_path_factory):
     """helpers.TINY trained once for the session (a TrainedRun). Tests only read it; a test that writes into a run
     (vae-eval does) works on a copy."""
     return trained_run(tmp_path_factory.mktemp("tiny") / "run", TINY)
+
+
+@pytest.fixture(scope="session")
+def dataset_data_dir(tmp_path_factory):
+    """A data_dir where every file-backed `dataset` option finds small files at its default path: MNIST and
+    FashionMNIST IDX files (600 train / 100 test), cifar10/ (200 training records, 40 test) and celeba/ (30 JPEGs)."""
+    root = write_idx_dir(tmp_path_factory.mktemp("data"), 600, 100, seed=0)
+    write_cifar_dir(root / "cifar10", 40, seed=0)
+    write_celeba_dir(root / "celeba", 30, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def grid_dir(tmp_path_factory):
+    """A folder holding small dSprites, 3D Shapes and MPI3D files (GRID_FILES; grid_overrides points options at them)."""
+    return write_grid_files(tmp_path_factory.mktemp("grids"))

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import TINY, compose_config, options
+from helpers import TINY, compose_config, grid_overrides, options
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.rundir import NOT_TRAINED
@@ -23,9 +23,9 @@ def test_every_group_has_options():
         assert options(group), group
 
 
-def _dataset_overrides(dataset, data_dir):
-    small = ["dataset.val_size=100"] if dataset != "sprites" else TINY[:3]
-    return [f"dataset={dataset}", f"data_dir={data_dir}", *small]
+def _dataset_overrides(dataset, data_dir, grid_dir):
+    small = {"sprites": TINY[:3], "celeba": []}.get(dataset, ["dataset.val_size=100"])  # celeba: the official splits
+    return [f"dataset={dataset}", f"data_dir={data_dir}", *small, *grid_overrides(grid_dir).get(dataset, [])]
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
@@ -49,8 +49,8 @@ def test_option_builds_and_runs_a_batch(group, option):
 
 
 @pytest.mark.parametrize("dataset", options("dataset"))
-def test_dataset_builds(dataset, idx_data_dir):
-    cfg = compose_config(_dataset_overrides(dataset, idx_data_dir))
+def test_dataset_builds(dataset, dataset_data_dir, grid_dir):
+    cfg = compose_config(_dataset_overrides(dataset, dataset_data_dir, grid_dir))
     data = build("dataset", cfg.dataset)
     x = data.batch("train", torch.arange(4))
     assert x.shape == (4, *data.shape) and 0 <= x.min() and x.max() <= 1

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import compose_config, options, trained_run, write_idx, write_idx_dir
+from helpers import compose_config, grid_overrides, options, trained_run, write_grid_files, write_idx, write_idx_dir
 from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,7 +39,9 @@ BASE = ["latent_dim=3", "encoder.hidden=[16]", "decoder.hidden=[16]", "trainer.b
         "eval.max_images=16", "device=cpu"]
 DATA = {"sprites": ["dataset.train_size=48", "dataset.val_size=16", "dataset.test_size=16"],
         "mnist": ["dataset.val_size=16", "dataset.download=false"],
-        "fashion_mnist": ["dataset.val_size=16", "dataset.download=false"]}
+        "fashion_mnist": ["dataset.val_size=16", "dataset.download=false"],
+        # the small factor-grid files the fixture writes into data_dir
+        **{option: ["dataset.val_size=16", *paths] for option, paths in grid_overrides("${data_dir}").items()}}
 
 small = st.integers(1, 24)
 unit = st.floats(0.01, 0.99).map(lambda v: round(v, 3))
@@ -309,7 +311,7 @@ def names_a_key_or_file(message, overrides, data_dir, resume):
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
     root = tmp_path_factory.mktemp("others")
-    return {"root": root, "data": write_idx_dir(tmp_path_factory.mktemp("idx"), 48, 16, seed=1),
+    return {"root": root, "data": write_grid_files(write_idx_dir(tmp_path_factory.mktemp("idx"), 48, 16, seed=1)),
             "stopped": finished_run(root, "stopped", []),
             "other_model": finished_run(root, "other", ["encoder.hidden=[24]", "latent_dim=5"])}
 

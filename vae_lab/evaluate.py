@@ -1,4 +1,4 @@
-"""vae-eval: a trained run's test-split figures and pictures, written into its own directory.
+"""vae-eval: a trained run's test-split measurements and pictures, written into its own directory.
 
     vae-eval run=<run dir> [checkpoint=last|best] [iwae.k=1000] [max_images=null] [pictures=true] ...
 

@@ -19,73 +19,76 @@ MEASUREMENT, DETAIL, BOOKKEEPING = "measurement", "detail", "bookkeeping"
 
 class Key(NamedTuple):
     name: str
-    role: str
+    role: str  # MEASUREMENT, DETAIL or BOOKKEEPING
+    fmt: str  # how a table prints it
+    note: str | None  # the key that says why the value is null, where it can be
     meaning: str
-    fmt: str = ".3f"  # how a table prints it
-    note: str = ""  # the key that says why the value is null, where it can be
+
+
+def table(text):
+    """Keys from a table with one key a line: name, role, format, note (- for none), then its meaning."""
+    rows = (line.split(None, 4) for line in text.strip().splitlines())
+    return tuple(Key(name, role, fmt, None if note == "-" else note, meaning) for name, role, fmt, note, meaning in rows)
 
 
 # measure(): one evaluation of a model on a split, in nats per image. Optional keys appear only where they apply:
 # iwae_* with an IWAE bound (k > 0), decomposition_note for a prior that is not factorised, mig_dlib* for data with
 # ground-truth factors.
-MEASURE = (
-    Key("elbo", MEASUREMENT, "the ELBO, E_q[log p(x|z)] - KL", ".2f"),
-    Key("recon_nll", MEASUREMENT, "-E_q[log p(x|z)], summed over pixels", ".2f"),
-    Key("kl", MEASUREMENT, "KL(q(z|x) || p(z)), summed over latent dimensions"),
-    Key("bits_per_dim", MEASUREMENT, "-ELBO in bits per pixel and channel, where that is a code length", ".4f",
-        note="bits_per_dim_note"),
-    Key("iwae_nll", MEASUREMENT, "the k-sample IWAE bound on -log p(x) (Burda et al. 2016)", ".2f"),
-    Key("index_code_mi", MEASUREMENT, "I_q(z; n), the KL decomposition's first term (at most log of its images)"),
-    Key("total_correlation", MEASUREMENT, "KL(q(z) || prod_j q(z_j))"),
-    Key("dimwise_kl", MEASUREMENT, "sum_j KL(q(z_j) || p(z_j)); null for a prior that is not factorised",
-        note="decomposition_note"),
-    Key("active_units", MEASUREMENT, "latent dimensions with Cov_x(E_q[z_j]) > 0.01 (Burda et al. 2016)", "d"),
-    Key("mig_dlib", MEASUREMENT, "MIG of the posterior means of the split's images (disentanglement_lib's estimator)"),
-    Key("collapse", MEASUREMENT, "ok | partial | collapsed: is the code used", "s"),
-    Key("bits_per_dim_note", DETAIL, "why bits_per_dim is, or is not, a code length", "s"),
-    Key("decomposition_note", DETAIL, "why dimwise_kl is null", "s"),
-    Key("collapse_reason", DETAIL, "active units and KL behind the collapse verdict", "s"),
-    Key("kl_per_dim", DETAIL, "KL per latent dimension (one entry where the KL does not split)"),
-    Key("kl_per_dim_sorted", DETAIL, "[[dimension, KL], ...], largest first"),
-    Key("posterior_mean_var", DETAIL, "Var_x(E_q[z_j]) per latent dimension"),
-    Key("mig_dlib_per_factor", DETAIL, "mig_dlib's gap per factor"),
-    Key("iwae_elbo", DETAIL, "the ELBO of the images the IWAE bound is computed on", ".2f"),
-    Key("images", BOOKKEEPING, "images of the split evaluated", "d"),
-    Key("decomposition_images", BOOKKEEPING, "images in the KL decomposition", "d"),
-    Key("iwae_k", BOOKKEEPING, "importance samples per image", "d"),
-    Key("iwae_images", BOOKKEEPING, "images the IWAE bound is computed on", "d"),
-)
+MEASURE = table("""
+elbo                  measurement .2f -                  the ELBO, E_q[log p(x|z)] - KL
+recon_nll             measurement .2f -                  -E_q[log p(x|z)], summed over pixels
+kl                    measurement .3f -                  KL(q(z|x) || p(z)), summed over latent dimensions
+bits_per_dim          measurement .4f bits_per_dim_note  -ELBO in bits per pixel and channel, where that is a code length
+iwae_nll              measurement .2f -                  the k-sample IWAE bound on -log p(x) (Burda et al. 2016)
+index_code_mi         measurement .3f -                  I_q(z; n), the KL decomposition's first term (at most log N)
+total_correlation     measurement .3f -                  KL(q(z) || prod_j q(z_j))
+dimwise_kl            measurement .3f decomposition_note sum_j KL(q(z_j) || p(z_j)); null where p(z) does not factorise
+active_units          measurement d   -                  latent dimensions with Cov_x(E_q[z_j]) > 0.01 (Burda et al. 2016)
+mig_dlib              measurement .3f -                  MIG of the split's posterior means (disentanglement_lib's estimator)
+collapse              measurement s   -                  ok | partial | collapsed: is the code used
+bits_per_dim_note     detail      s   -                  why bits_per_dim is, or is not, a code length
+decomposition_note    detail      s   -                  why dimwise_kl is null
+collapse_reason       detail      s   -                  the active units and KL behind the collapse verdict
+kl_per_dim            detail      .3f -                  KL per latent dimension (one entry where the KL does not split)
+kl_per_dim_sorted     detail      .3f -                  [[dimension, KL], ...], largest first
+posterior_mean_var    detail      .3f -                  Var_x(E_q[z_j]) per latent dimension
+mig_dlib_per_factor   detail      .3f -                  mig_dlib's gap per factor
+iwae_elbo             detail      .2f -                  the ELBO of the images the IWAE bound is computed on
+images                bookkeeping d   -                  images of the split evaluated
+decomposition_images  bookkeeping d   -                  images in the KL decomposition (N)
+iwae_k                bookkeeping d   -                  importance samples per image
+iwae_images           bookkeeping d   -                  images the IWAE bound is computed on
+""")
 
 # summary.json beyond measure()'s keys (which a completed run has, from its final validation)
-TRAINING = (
-    Key("status", BOOKKEEPING, "completed | stopped | interrupted | diverged | failed (vae_lab.rundir.Status)", "s"),
-    Key("error", BOOKKEEPING, "why a run diverged or failed, in one line", "s"),
-    Key("message", BOOKKEEPING, "where a stopped run stands and how to continue it", "s"),
-    Key("signal", BOOKKEEPING, "the signal that stopped the run, or null", "s"),
-    Key("exit_code", BOOKKEEPING, "128 + the signal's number, or 0", "d"),
-    Key("steps", BOOKKEEPING, "optimiser steps taken", "d"),
-    Key("epochs", BOOKKEEPING, "passes over the training split"),
-    Key("skipped_steps", BOOKKEEPING, "steps dropped by trainer.nonfinite=skip", "d"),
-    Key("processes", BOOKKEEPING, "processes the run trained on", "d"),
-    Key("wall_s", BOOKKEEPING, "seconds from setup to the end", ".1f"),
-    Key("images_per_s", BOOKKEEPING, "training images per second, evaluation and checkpoints excluded", ".0f"),
-    Key("run_dir", BOOKKEEPING, "the run directory", "s"),
-)
+TRAINING = table("""
+status                bookkeeping s   -                  completed | stopped | interrupted | diverged | failed (rundir.Status)
+error                 bookkeeping s   -                  why a run diverged or failed, in one line
+message               bookkeeping s   -                  where a stopped run stands and how to continue it
+signal                bookkeeping s   -                  the signal that stopped the run, or null
+exit_code             bookkeeping d   -                  128 + the signal's number, or 0
+steps                 bookkeeping d   -                  optimiser steps taken
+epochs                bookkeeping .3f -                  passes over the training split
+skipped_steps         bookkeeping d   -                  steps dropped by trainer.nonfinite=skip
+processes             bookkeeping d   -                  processes the run trained on
+wall_s                bookkeeping .1f -                  seconds from setup to the end
+images_per_s          bookkeeping .0f -                  training images per second, evaluation and checkpoints excluded
+run_dir               bookkeeping s   -                  the run directory
+""")
 
 # eval.json beyond measure()'s keys and the disentanglement metrics' headlines
-EVALUATION = (
-    Key("run", BOOKKEEPING, "the run directory evaluated", "s"),
-    Key("checkpoint", BOOKKEEPING, "last.pt or best.pt", "s"),
-    Key("step", BOOKKEEPING, "the checkpoint's step", "d"),
-    Key("split", BOOKKEEPING, "test", "s"),
-    Key("prior", BOOKKEEPING, "the prior's class", "s"),
-    Key("kl_estimate", BOOKKEEPING, "analytic, or the single-sample Monte-Carlo estimate", "s"),
-    Key("disentanglement", DETAIL, "each metric's whole result, its protocol, seconds and scikit-learn version"),
-    Key("figures", BOOKKEEPING, "the PNG files written, relative to the run directory"),
-    Key("evaluate_s", BOOKKEEPING, "seconds spent measuring", ".1f"),
-    Key("wall_s", BOOKKEEPING, "seconds from start to end", ".1f"),
-)
-
+EVALUATION = table("""
+run                   bookkeeping s   -                  the run directory evaluated
+checkpoint            bookkeeping s   -                  last.pt or best.pt
+step                  bookkeeping d   -                  the checkpoint's step
+split                 bookkeeping s   -                  test
+prior                 bookkeeping s   -                  the prior's class
+kl_estimate           bookkeeping s   -                  analytic, or the single-sample Monte-Carlo estimate
+disentanglement       detail      s   -                  each metric's whole result, its protocol, seconds and scikit-learn version
+figures               bookkeeping s   -                  the PNG files written, relative to the run directory
+evaluate_s            bookkeeping .1f -                  seconds spent measuring
+wall_s                bookkeeping .1f -                  seconds from start to end
+""")
 # What vae-train prints at the end, and the measurements a sweeper can optimise (`objective`)
 HEADLINE = ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units")
 

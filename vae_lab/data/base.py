@@ -1,4 +1,8 @@
-"""Base class of the `dataset` group and the in-memory uint8 implementation (Fashion-)MNIST use."""
+"""Base class of the `dataset` group, and the uint8 images on the device that its file-backed options hand over."""
+import math
+import warnings
+
+import numpy as np
 import torch
 
 from vae_lab.checks import ConfigError, choice, number
@@ -19,6 +23,20 @@ def ravel_index(factors, sizes):
     for k, size in enumerate(sizes):  # Horner's scheme: ((v_0 * s_1 + v_1) * s_2 + v_2) ...
         index = index * size + factors[:, k]
     return index
+
+
+def grid_sizes(classes, source):
+    """The factor sizes (K,) of the factor classes (N, K) of a file's images, which must list its whole grid in row-major
+    order (the order FactorGridData stores images in); a ConfigError naming `source` otherwise."""
+    classes = np.asarray(classes)
+    if classes.ndim != 2 or not len(classes) or classes.min() < 0:
+        raise ConfigError(f"{source}: factor classes {classes.shape} are not (N, K) classes >= 0 of N images")
+    sizes = tuple(int(s) for s in classes.max(0) + 1)
+    if math.prod(sizes) != len(classes) or not np.array_equal(np.ravel_multi_index(classes.T, sizes),
+                                                              np.arange(len(classes))):
+        raise ConfigError(f"{source}: the images' factor classes are not the grid of factors {sizes} in row-major "
+                          "order (each position once, the last factor varying fastest)")
+    return sizes
 
 
 class ImageData:
@@ -76,16 +94,26 @@ class ImageData:
         # A fresh Bernoulli sample of each grey level every time the image is drawn (e.g. Burda et al. 2016).
         return torch.bernoulli(x, generator=generator) if self.binarize == "dynamic" else x
 
+    def _check_dequantize(self, dequantize):
+        self.dequantize = choice("dequantize", dequantize, ("none", "uniform"))
+        if self.dequantize != "none" and self.binarize != "none":
+            raise ConfigError(f"dequantize={dequantize}: binarised pixels are 0 or 1, not 8-bit levels; "
+                              f"set dataset.binarize=none or dataset.dequantize=none")
+
+    def _float(self, x, generator):
+        """uint8 images as floats in [0, 1], dequantised or dynamically binarised as configured."""
+        if self.dequantize == "uniform":  # Theis et al. 2016, sec. 3.1: fresh u per pixel each time x is drawn
+            u = torch.rand(x.shape, generator=generator, device=x.device)
+            return u.add_(x).div_(LEVELS).clamp_(max=_BELOW_ONE)
+        return self._dynamic(x.float().div_(255), generator)
+
 
 class TensorImageData(ImageData):
     """Splits held as uint8 tensors (N, C, H, W) on the device; converted to float per batch."""
 
     def __init__(self, images, labels=None, binarize="none", dequantize="none", seed=0, device="cpu"):
         super().__init__(binarize=binarize, seed=seed, device=device)
-        self.dequantize = choice("dequantize", dequantize, ("none", "uniform"))
-        if self.dequantize != "none" and self.binarize != "none":
-            raise ConfigError(f"dequantize={dequantize}: binarised pixels are 0 or 1, not 8-bit levels; "
-                              f"set dataset.binarize=none or dataset.dequantize=none")
+        self._check_dequantize(dequantize)
         if set(images) != set(SPLITS):
             raise ConfigError(f"dataset: needs the splits {SPLITS}, got {tuple(images)}")
         g = torch.Generator().manual_seed(self.seed)
@@ -103,14 +131,114 @@ class TensorImageData(ImageData):
         return self._images[split].shape[0]
 
     def batch(self, split, index, generator=None):
-        x = self._images[split][index]
-        if self.dequantize == "uniform":  # Theis et al. 2016, sec. 3.1: fresh u per pixel each time x is drawn
-            u = torch.rand(x.shape, generator=generator, device=x.device)
-            return u.add_(x).div_(LEVELS).clamp_(max=_BELOW_ONE)
-        return self._dynamic(x.float().div_(255), generator)
+        return self._float(self._images[split][index], generator)
 
     def labels(self, split, index):
         return self._labels[split][index] if self._labels else None
+
+
+def split_count(key, size, n):
+    """An image count out of n given as a fraction in (0, 1) of n or as a count of at least 1; a ConfigError naming
+    `key` otherwise."""
+    if isinstance(size, float) and 0 < size < 1:
+        return max(1, round(size * n))
+    return int(number(key, size, low=1, integer=True))
+
+
+def split_sizes(n, val_size, test_size):
+    """(val, test) image counts out of n (`split_count`), leaving at least one image to train on; a ConfigError
+    naming the key otherwise."""
+    counts = [split_count("val_size", val_size, n), split_count("test_size", test_size, n)]
+    if sum(counts) >= n:
+        raise ConfigError(f"val_size={val_size}, test_size={test_size}: leave no image of {n} to train on; give "
+                          "fractions such as 0.05 or smaller counts")
+    return tuple(counts)
+
+
+class IndexedImageData(ImageData):
+    """Every image in one uint8 tensor (N, C, H, W) on the device, each split a set of positions in it: what a
+    file-backed dataset of any layout hands over. `splits` gives the positions of each split (a dataset's official
+    partition); without it, a seeded permutation puts `test_size` images in test, `val_size` in val and the rest in
+    train (sizes as fractions or counts, `split_sizes`). `labels` (N,) are class labels where the data has them."""
+
+    def __init__(self, images, labels=None, splits=None, val_size=0.05, test_size=0.05, binarize="none",
+                 dequantize="none", seed=0, device="cpu"):
+        super().__init__(binarize=binarize, seed=seed, device=device)
+        self._check_dequantize(dequantize)
+        with warnings.catch_warnings():  # a read-only memory map (the decoded-image cache): only ever read
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            images = torch.as_tensor(images)
+        n = len(images)
+        if splits is None:
+            val, test = split_sizes(n, val_size, test_size)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+            splits = {"test": order[:test], "val": order[test : test + val], "train": order[test + val :]}
+        self._index = {k: torch.as_tensor(splits[k], dtype=torch.long).to(self.device) for k in SPLITS}
+        if self.binarize == "static":
+            images = self.binarize_once(images)
+        self.images = images.to(self.device)
+        self._labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long).to(self.device)
+        self.shape = tuple(self.images.shape[1:])
+
+    def binarize_once(self, images):
+        """One fixed, seeded binarisation of every image, a chunk at a time (binarize=static)."""
+        g = torch.Generator().manual_seed(self.seed)
+        return torch.cat([(torch.bernoulli(c.float() / 255, generator=g) * 255).to(torch.uint8)
+                          for c in images.split(4096)])
+
+    def size(self, split):
+        return len(self._index[split])
+
+    def positions(self, split, index):
+        """Positions in `images` of the split's items `index`."""
+        return self._index[split][torch.as_tensor(index, device=self.device)]
+
+    def images_at(self, positions):
+        """uint8 images (n, C, H, W) at `positions` (n,) of `images`: what a dataset holding its images in another form
+        (dSprites' bit-packed rows) overrides."""
+        return self.images[positions]
+
+    def batch(self, split, index, generator=None):
+        return self._float(self.images_at(self.positions(split, index)), generator)
+
+    def labels(self, split, index):
+        return None if self._labels is None else self._labels[self.positions(split, index)]
+
+
+class FactorGridData(IndexedImageData):
+    """Images stored in row-major order of a grid of ground-truth factors (dSprites, Shapes3D, MPI3D): position
+    ravel_index(classes, grid_sizes) holds the image of those factor classes. A factor with a single value is not a
+    latent factor (disentanglement_lib's dsprites_full leaves colour out), nor is one named in `nuisance` (its
+    dsprites_noshape leaves shape out): both are dropped from `factor_names`, and a nuisance factor is drawn uniformly
+    afresh for each image drawn for given factors (disentanglement_lib's SplitDiscreteStateSpace.sample_all_factors)."""
+
+    def __init__(self, images, factor_names, factor_sizes, nuisance=(), **kwargs):
+        if len(factor_names) != len(factor_sizes) or math.prod(factor_sizes) != len(images):
+            raise ConfigError(f"dataset: {len(images)} images do not fill a grid of factors {dict(zip(factor_names, factor_sizes))}")
+        if set(nuisance) - set(factor_names):
+            raise ValueError(f"nuisance factors {sorted(set(nuisance) - set(factor_names))} are not in {factor_names}")
+        self.grid_sizes = tuple(int(size) for size in factor_sizes)
+        varying = [k for k, size in enumerate(self.grid_sizes) if size > 1]
+        self._latent = [k for k in varying if factor_names[k] not in nuisance]
+        self._nuisance = [k for k in varying if factor_names[k] in nuisance]
+        self.factor_names = tuple(factor_names[k] for k in self._latent)
+        self.factor_sizes = tuple(self.grid_sizes[k] for k in self._latent)
+        super().__init__(images, **kwargs)
+
+    def factors(self, split, index):
+        """Factor classes (B, K) of the split's items `index`."""
+        return unravel_index(self.positions(split, index), self.grid_sizes)[:, self._latent]
+
+    def images_for_factors(self, factors, generator=None):
+        factors = torch.as_tensor(factors, device=self.device).long()
+        sizes = torch.tensor(self.factor_sizes, device=self.device)
+        if factors.ndim != 2 or factors.shape[1] != len(sizes) or ((factors < 0) | (factors >= sizes)).any():
+            raise ValueError(f"factors must be (n, {len(sizes)}) classes below {self.factor_sizes}")
+        grid = torch.zeros(len(factors), len(self.grid_sizes), dtype=torch.long, device=self.device)
+        grid[:, self._latent] = factors
+        for k in self._nuisance:
+            grid[:, k] = torch.randint(self.grid_sizes[k], (len(factors),), generator=generator, device=self.device)
+        return self._float(self.images_at(ravel_index(grid, self.grid_sizes)), generator)
 
 
 _BELOW_ONE = 1 - 2.0**-24  # the float32 just below 1: 255 + u rounds to 256 when u is within 2**-17 of 1

@@ -6,6 +6,7 @@ so an image is its patch scattered into an empty 64x64 canvas. The 3 GB grid is 
 import functools
 import math
 
+import numpy as np
 import torch
 
 from vae_lab.checks import number
@@ -24,6 +25,16 @@ SCALES = torch.linspace(0.5, 1.0, 6)
 ORIENTATIONS = torch.linspace(0.0, 2 * math.pi, 40, dtype=torch.float64)
 POSITIONS = torch.linspace(0.0, 1.0, 32)
 _SUPERSAMPLE = 4  # sub-pixel samples per axis when rasterising, so small rotations stay distinguishable
+
+
+def npz_latents(sizes=(1, *FACTOR_SIZES)):
+    """(latents_classes (N, 6) int64, latents_values (N, 6) float64) as dSprites' npz holds them (colour first, of one
+    value, 1), in row-major order of the grid of the first sizes[k] classes of each factor (the whole grid by
+    default): what a file in dSprites' format drawn from these sprites holds (tests, scripts/dsprites_memory.py)."""
+    classes = np.stack(np.unravel_index(np.arange(math.prod(sizes)), sizes), 1).astype(np.int64)
+    tables = [torch.ones(1), SHAPE_VALUES, SCALES, ORIENTATIONS, POSITIONS, POSITIONS]
+    values = np.stack([table.double().numpy()[classes[:, k]] for k, table in enumerate(tables)], 1)
+    return classes, values
 
 
 def _inside(shape, u, v):

@@ -6,10 +6,12 @@ becomes one line naming the key. Ranges and choices are checked after that. Each
 keys when it is built, so the groups are `Any` here.
 """
 import dataclasses
+import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -59,28 +61,32 @@ class Evaluation:
 
 
 @dataclass
-class TrainConfig:
-    """configs/config.yaml, as composed: the groups' options and the keys outside them."""
+class Settings:
+    """configs/config.yaml's keys outside the config groups."""
 
-    dataset: Any = required()
-    encoder: Any = required()
-    decoder: Any = required()
-    likelihood: Any = required()
-    prior: Any = required()
-    kl: Any = required()
-    penalty: Any = required()
-    optimizer: Any = required()
-    scheduler: Any = required()
     seed: int = required()
     latent_dim: int = required()
     device: str = required()
-    threads: Any = required()  # auto or a number (every other `Any` key is a config group)
+    threads: Any = required()  # auto or a number
     objective: str = required()
     data_dir: str = required()
     resume: Optional[str] = required()
     loss: Loss = field(default_factory=Loss)
     trainer: Trainer = field(default_factory=Trainer)
     eval: Evaluation = field(default_factory=Evaluation)
+
+
+@functools.cache
+def groups():
+    """The config groups of configs/config.yaml's defaults list (experiment aside: it sets keys of the others)."""
+    defaults = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "config.yaml"))["defaults"]
+    return tuple(k for d in defaults if isinstance(d, dict) for k in d if k != "experiment")
+
+
+@functools.cache
+def train_schema():
+    """configs/config.yaml, as composed: each group's option (checked by its class when it is built) and Settings."""
+    return dataclasses.make_dataclass("TrainConfig", [(g, Any, required()) for g in groups()], bases=(Settings,))
 
 
 @dataclass
@@ -156,10 +162,10 @@ def check_root(cfg):
         OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     except OmegaConfBaseException as e:
         raise ConfigError(f"{e.full_key or 'config'}: {first_line(e)}") from None
-    for f in dataclasses.fields(TrainConfig):
-        if f.type is Any and f.name != "threads" and not OmegaConf.is_dict(cfg.get(f.name)):
-            raise ConfigError(f"{f.name}: missing; choose an option of the `{f.name}` group")
-    check_schema(TrainConfig, cfg, "see configs/config.yaml")
+    for group in groups():
+        if not OmegaConf.is_dict(cfg.get(group)):
+            raise ConfigError(f"{group}: missing; choose an option of the `{group}` group")
+    check_schema(train_schema(), cfg, "see configs/config.yaml")
     positive_int("latent_dim", cfg.latent_dim)
     number("seed", cfg.seed, low=0, high=2**32 - 1, integer=True)  # numpy's limit
     choice("device", cfg.device, DEVICES)

@@ -1,0 +1,86 @@
+"""What every file-backed dataset stands on: split sizes as fractions or counts, one uint8 array with each split as
+positions in it, a factor grid in row-major order, and the decoded-image cache."""
+import numpy as np
+import pytest
+import torch
+
+from vae_lab.checks import ConfigError
+from vae_lab.data.base import FactorGridData, IndexedImageData, split_sizes
+from vae_lab.data.cache import cached, file_key, path_for
+
+
+def test_split_sizes_take_fractions_and_counts():
+    assert split_sizes(1000, 0.1, 0.05) == (100, 50)
+    assert split_sizes(1000, 7, 0.5) == (7, 500)
+    assert split_sizes(10, 0.01, 0.01) == (1, 1)  # at least one image each
+    for val, test, key in ((0, 5, "val_size=0"), (5, 1.5, "test_size=1.5"), (5, "a", "test_size='a'"),
+                           (600, 400, "leave no image")):
+        with pytest.raises(ConfigError, match=key):
+            split_sizes(1000, val, test)
+
+
+def test_indexed_splits_are_disjoint_seeded_and_keep_labels():
+    images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 2, 2).contiguous()
+    data = IndexedImageData(images, labels=torch.arange(100) % 7, val_size=0.1, test_size=20, seed=3)
+    positions = {s: set(data.positions(s, torch.arange(data.size(s))).tolist()) for s in ("train", "val", "test")}
+    assert [len(positions[s]) for s in ("train", "val", "test")] == [70, 10, 20]
+    assert set().union(*positions.values()) == set(range(100))
+    x = data.batch("val", torch.arange(10))
+    pos = data.positions("val", torch.arange(10))
+    assert torch.equal(x[:, 0, 0, 0] * 255, pos.float()) and torch.equal(data.labels("val", torch.arange(10)), pos % 7)
+    again = IndexedImageData(images, val_size=0.1, test_size=20, seed=3)
+    assert torch.equal(again.positions("test", torch.arange(20)), data.positions("test", torch.arange(20)))
+
+
+def test_given_splits_and_static_binarisation():
+    images = torch.full((6, 1, 4, 4), 128, dtype=torch.uint8)
+    data = IndexedImageData(images, splits={"train": [0, 1, 2], "val": [3], "test": [4, 5]}, binarize="static")
+    assert data.size("train") == 3 and data.size("test") == 2
+    x = data.batch("train", torch.arange(3))
+    assert set(x.unique().tolist()) == {0.0, 1.0} and torch.equal(x, data.batch("train", torch.arange(3)))
+
+
+def test_factor_grid_drops_single_valued_factors_and_draws_the_right_images():
+    names, sizes = ("colour", "shape", "x"), (1, 3, 4)
+    images = torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1)  # image i holds its own position
+    data = FactorGridData(images, names, sizes, val_size=2, test_size=2)
+    assert data.factor_names == ("shape", "x") and data.factor_sizes == (3, 4)
+    factors = torch.tensor([[0, 0], [2, 3], [1, 2]])
+    assert (data.images_for_factors(factors) * 255).flatten().tolist() == [0, 11, 6]
+    index = torch.arange(data.size("train"))
+    f = data.factors("train", index)
+    assert torch.equal(f[:, 0] * 4 + f[:, 1], data.positions("train", index))
+    with pytest.raises(ConfigError, match="do not fill a grid"):
+        FactorGridData(images[:10], names, sizes)
+
+
+def test_the_cache_is_written_once_and_whole(tmp_path):
+    calls = []
+
+    def fill(array):
+        calls.append(1)
+        array[:] = 7
+
+    key = {"files": [["a.png", 10, 1]], "size": 4}
+    a = cached(tmp_path, "folder", key, (5, 1, 4, 4), fill)
+    b = cached(tmp_path, "folder", key, (5, 1, 4, 4), fill)
+    assert len(calls) == 1 and (a == 7).all() and np.array_equal(a, b) and not a.flags.writeable
+    cached(tmp_path, "folder", {**key, "size": 8}, (5, 1, 8, 8), fill)  # a changed key is decoded again
+    assert len(calls) == 2
+
+    def broken(array):
+        array[:2] = 1
+        raise ValueError("bad file")
+
+    with pytest.raises(ValueError):
+        cached(tmp_path, "folder", {"other": 1}, (5, 1, 4, 4), broken)
+    assert not path_for(tmp_path, "folder", {"other": 1}).exists()
+    assert not list((tmp_path / "cache").glob("*.tmp.npy"))  # nothing half-written left
+
+
+def test_file_key_changes_with_the_file(tmp_path):
+    f = tmp_path / "a.bin"
+    f.write_bytes(b"123")
+    before = file_key([f])
+    f.write_bytes(b"1234")
+    assert file_key([f]) != before
