@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CELEBA_ATTRIBUTES, TINY, trained_run, write_celeba_dir, write_cifar_dir
+from helpers import CELEBA_ATTRIBUTES, TINY, trained_run, write_celeba_dir, write_cifar_dir
 from PIL import Image
 
 from vae_lab.checks import ConfigError

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY, compose_config
+from helpers import TINY, compose_config
 
 from vae_lab.checks import ConfigError
 from vae_lab.likelihoods import Bernoulli, Gaussian
@@ -15,6 +15,7 @@ def run(args, tmp_path, command=("vae-train",)):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [("vae-train",), (sys.executable, "-m", "vae_lab.train")])
 def test_command_trains_and_reports(command, tmp_path):
     out = run(TINY, tmp_path, command)
@@ -24,6 +25,7 @@ def test_command_trains_and_reports(command, tmp_path):
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,key", [("latent_dim=0", "latent_dim=0"), ("kl.beta=-1", "kl.beta=-1")])
 def test_bad_value_exits_with_one_line(override, key, tmp_path):
     out = run([*TINY, override], tmp_path)
@@ -34,6 +36,7 @@ def test_bad_value_exits_with_one_line(override, key, tmp_path):
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_unknown_option_lists_the_options(tmp_path):
     out = run(["dataset=imagenet"], tmp_path)
     assert out.returncode != 0 and "sprites" in out.stderr and "fashion_mnist" in out.stderr

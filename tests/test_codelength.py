@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import compose_config
+from helpers import compose_config
 
 from vae_lab.checks import ConfigError
 from vae_lab.codelength import DENSITY, PROBABILITY, UNNORMALISED

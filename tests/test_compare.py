@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_run_config
+from helpers import write_run_config
 
 from vae_lab import compare
 
@@ -150,6 +150,7 @@ def test_a_few_hundred_runs(tmp_path, capsys):
     assert header[:3] == ["kl.beta", "latent_dim", "seed"]
 
 
+@pytest.mark.slow
 def test_module_entry_point(sweep):
     out = subprocess.run([sys.executable, "-m", "vae_lab.compare", str(sweep), "--no-plots", "--filter", "status=failed"],
                          capture_output=True, text=True, timeout=120)

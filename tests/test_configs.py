@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY, compose_config, grid_overrides, options, trained_run
+from helpers import TINY, compose_config, grid_overrides, options
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.rundir import NOT_TRAINED
@@ -57,13 +57,6 @@ def test_dataset_builds(dataset, dataset_data_dir, grid_dir, image_dir):
     assert x.shape == (4, *data.shape) and 0 <= x.min() and x.max() <= 1
     for split in ("train", "val", "test"):
         assert data.size(split) > 0
-
-
-@pytest.mark.parametrize("experiment", options("experiment"))
-def test_experiment_trains_two_steps(experiment, idx_data_dir, tmp_path):
-    run = trained_run(tmp_path / "run", [f"experiment={experiment}", f"data_dir={idx_data_dir}", "dataset.val_size=100",
-                                         "trainer.max_steps=2", "eval.max_images=50"])
-    assert run.summary["steps"] == 2 and (run.dir / "checkpoints" / "last.pt").is_file()
 
 
 def test_default_adam_is_fused_and_the_same_update():

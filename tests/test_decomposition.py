@@ -14,15 +14,6 @@ F64 = torch.float64
 TERMS = ("index_code_mi", "total_correlation", "dimwise_kl")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many small tensor operations: a second thread does not speed them up, and on shared cores its wait costs more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
 

@@ -3,7 +3,7 @@ import logging
 
 import pytest
 import torch
-from conftest import TINY, compose_config
+from helpers import TINY, compose_config
 from torch import nn
 
 from vae_lab.measure.collapse import CollapseWatch, active_units, collapse

@@ -380,6 +380,7 @@ def test_every_record_fits_its_function_and_its_result():
         assert all(isinstance(out[key], float) for key in metric.headlines()), name
 
 
+@pytest.mark.slow
 def test_importing_the_metrics_does_not_import_sklearn():
     check = "import sys, vae_lab.measure.disentanglement, vae_lab.measure.elbo; assert 'sklearn' not in sys.modules"
     subprocess.run([sys.executable, "-c", check], check=True)

@@ -2,6 +2,7 @@
 compose and pass vae-train's (or vae-eval's) checks, each value of a sweep included, and its flags exist. A command
 that drifts from the code (a renamed key, a removed option) fails here, not in a user's shell. What the commands
 measure is checked where it is built (test_presets, test_results_plots, ...); training them is the user's."""
+import functools
 import re
 import shlex
 import subprocess
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import compose_config
+from helpers import compose_config
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import open_dict
 
@@ -96,15 +97,22 @@ def test_vae_eval_command_composes(where, command):
     evaluate.options(args)
 
 
+@functools.cache
+def help_text(*command):
+    """What `<command> --help` prints; each program (and subcommand) is asked once, however many commands use it."""
+    return subprocess.run([*command, "--help"], capture_output=True, text=True, cwd=ROOT).stdout
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("where,command", [(w, c) for w, c in ALL if not c.startswith(("vae-train", "vae-eval"))],
                          ids=lambda x: x)
 def test_other_command_flags_exist(where, command):
     args = shlex.split(command)
     program = [sys.executable, "-m", "vae_lab.compare"] if args[0] == "vae-compare" else [sys.executable, args[1]]
     rest = args[1:] if args[0] == "vae-compare" else args[2:]
-    helps = subprocess.run([*program, "--help"], capture_output=True, text=True, cwd=ROOT).stdout
+    helps = help_text(*program)
     if rest and not rest[0].startswith("-") and "{" in helps:  # a subcommand: its own flags
-        helps += subprocess.run([*program, rest[0], "--help"], capture_output=True, text=True, cwd=ROOT).stdout
+        helps += help_text(*program, rest[0])
     for flag in (a.split("=")[0] for a in rest if a.startswith("--")):
         assert flag in helps, f"{where}: {flag} is not an option of {args[0]}"
 

@@ -1,5 +1,6 @@
 """vae-eval on runs trained for a few steps: eval.json, TensorBoard test/ entries, figures; one-line errors."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import EVAL_FIGURES, TINY, TINY_EVAL, trained_run
+from helpers import EVAL_FIGURES, TINY, TINY_EVAL, trained_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_lab import evaluate, results
@@ -20,8 +21,9 @@ KEYS = {*results.MEASURED, *(k.name for k in results.EVALUATION)} - OPTIONAL | {
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return trained_run(tmp_path_factory.mktemp("run") / "run", TINY).dir
+def run_dir(tiny_run, tmp_path_factory):
+    """A copy of the session's tiny run: these tests write eval.json, figures and events into it."""
+    return Path(shutil.copytree(tiny_run.dir, tmp_path_factory.mktemp("run") / "run"))
 
 
 def _snapshot(path):
@@ -51,11 +53,12 @@ def test_writes_eval_json_figures_and_tensorboard(run_dir, capsys):
 
 
 def test_best_checkpoint_and_no_iwae(run_dir, capsys):
-    evaluate.main([f"run={run_dir}", "checkpoint=best", "iwae.k=0", "max_images=16", "pictures=false"])
+    evaluate.main([f"run={run_dir}", "checkpoint=best", "iwae.k=0", "max_images=16", "pictures=false", "metrics=[]"])
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["checkpoint"] == "best.pt" and "iwae_nll" not in result and result["figures"] == []
 
 
+@pytest.mark.slow
 def test_two_latent_dimensions_draw_the_manifold_and_scatter(tmp_path, capsys):
     run = trained_run(tmp_path / "run", [*TINY, "latent_dim=2"]).dir
     evaluate.main([f"run={run}", *TINY_EVAL])
@@ -66,6 +69,7 @@ def test_two_latent_dimensions_draw_the_manifold_and_scatter(tmp_path, capsys):
     assert (run / "figures" / "manifold.png").is_file()  # training draws it too
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [("vae-eval",), (sys.executable, "-m", "vae_lab.evaluate")])
 def test_command_from_another_directory_writes_only_into_the_run(command, run_dir, tmp_path):
     """Run from a directory that is not the repository: eval.json goes into the run, nothing into the cwd (vae-eval
@@ -78,6 +82,7 @@ def test_command_from_another_directory_writes_only_into_the_run(command, run_di
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_help_lists_the_options_of_evaluate_yaml(tmp_path):
     out = subprocess.run(["vae-eval", "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -91,8 +96,6 @@ def test_help_lists_the_options_of_evaluate_yaml(tmp_path):
 
 
 def _copy_run(run_dir, tmp_path):
-    import shutil
-
     shutil.copytree(run_dir, tmp_path / "run", ignore=shutil.ignore_patterns("eval.json", "events.*", "figures"))
     return tmp_path / "run"
 
@@ -159,8 +162,6 @@ def test_bad_arguments_exit_with_one_line(args, message, run_dir, tmp_path):
 
 def test_a_sweep_jobs_directory_with_equals_signs(run_dir, tmp_path, capsys):
     """A sweep names its jobs kl.beta=4/seed=0: such a path is a value Hydra's override grammar must get quoted."""
-    import shutil
-
     job = tmp_path / "kl.beta=4" / "seed=0"
     shutil.copytree(run_dir, job)
     evaluate.main([f"run={job}", *TINY_EVAL, "pictures=false", "metrics=[]"])

@@ -49,10 +49,14 @@ def test_the_page_holds_one_option_per_group(package):
     assert {"my_ext/components.py", "my_ext/__init__.py", "my_ext/configs/__init__.py"} <= set(written)
 
 
+@pytest.mark.slow
 def test_the_pages_command_trains_with_the_new_options(package):
     root, _ = package
     [command] = [b for lang, b in blocks(DOC.read_text()) if lang == "bash" and "vae-train" in b]
     command = command.replace("\\\n", " ").strip()
+    # the page sets PYTHONPATH to the user's project; the entries the test runs with stay after it, so that vae-train
+    # imports the vae_lab under test (not another checkout's editable install)
+    command = command.replace("PYTHONPATH=$PWD ", "PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} ")
     out = subprocess.run(["bash", "-c", f"{command} {shlex.join(FAST)} hydra.run.dir=run"], cwd=root,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

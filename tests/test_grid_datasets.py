@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import (
+from helpers import (
     DSPRITES_SIZES,
     GRID_FILES,
     MPI3D_SIZES,

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, compose_config, trained_run, write_image_folder
+from helpers import TINY, compose_config, trained_run, write_image_folder
 from PIL import Image
 
 from vae_lab import evaluate

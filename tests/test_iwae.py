@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, compose_config, options
+from helpers import TINY, compose_config, options
 from torch import distributions as D
 from torch import nn
 

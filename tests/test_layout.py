@@ -146,6 +146,7 @@ def test_function_level_and_type_checking_imports(tmp_path):
     assert imports(source, known) == {"vae_lab.runtime.build", "vae_lab.evaluate"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["vae_lab.compare", "vae_lab.compare.table", "vae_lab.compare.plots", "vae_lab.results", "vae_lab.rundir"])
 def test_vae_compare_imports_no_torch(module):
     """Comparing hundreds of runs must stay fast and work where torch is not installed."""

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TINY_EVAL, compose_config
+from helpers import TINY_EVAL, compose_config
 
 from vae_lab import compare, evaluate, results
 from vae_lab.rundir import Status

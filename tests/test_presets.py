@@ -1,18 +1,19 @@
-"""The published-settings presets (configs/experiment/) build and take one step on tiny data, hold the values of their
+"""The published-settings presets (configs/experiment/) train two steps on tiny data, hold the values of their
 sources, and the layers they need (activations by name, TensorFlow-'same' convolutions, warm-up in epochs, dSprites'
 factor values) do what those sources do."""
 import math
 
 import pytest
 import torch
-from conftest import compose_config, options
-from omegaconf import OmegaConf, open_dict
+from helpers import compose_config, options, trained_run
+from omegaconf import OmegaConf
 from torch import nn
+from torch.nn.modules.module import register_module_forward_pre_hook
 
 from vae_lab.checks import ConfigError
-from vae_lab.model import objective
+from vae_lab.model import VAE
 from vae_lab.networks import SameConv2d, SameConvTranspose2d, same_padding
-from vae_lab.runtime.build import build, build_model, build_optimizer, build_scheduler
+from vae_lab.runtime.build import build, build_model, build_optimizer
 
 SPRITES, MNIST = "vae_lab.data.sprites.Sprites", "vae_lab.data.mnist_like.MNIST"
 MLP_ENC, MLP_DEC = "vae_lab.encoders.MLPEncoder", "vae_lab.decoders.MLPDecoder"
@@ -78,42 +79,46 @@ def test_preset_holds_its_sources_values(name):
         assert OmegaConf.select(cfg, key, default="<missing>") == value, (name, key)
 
 
-def _tiny(cfg, data_dir):
-    """The config on a tiny slice of its data set: sprites' own splits, or the small IDX files of conftest."""
-    with open_dict(cfg):
-        cfg.data_dir = str(data_dir)
-        sizes = {"train_size": 256, "val_size": 64, "test_size": 64} if cfg.dataset._target_ == SPRITES else {
-            "val_size": 100}
-        cfg.dataset.update(sizes)
-    return cfg
+def _tiny(name, data_dir):
+    """Overrides that put preset `name` on a tiny slice of its data set: sprites' own splits, or the small IDX files
+    of the idx_data_dir fixture."""
+    sprites = compose_config([f"experiment={name}"]).dataset._target_ == SPRITES
+    sizes = ["dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64"] if sprites else ["dataset.val_size=100"]
+    return [f"experiment={name}", f"data_dir={data_dir}", *sizes]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", options("experiment"))
-def test_preset_builds_and_takes_a_step(name, idx_data_dir):
-    """Data, model, optimizer, learning-rate scheduler, KL schedule (with the loop's steps_per_epoch) and penalty
-    of each preset build, and one step on 4 images changes the parameters."""
-    cfg = _tiny(compose_config([f"experiment={name}"]), idx_data_dir)
-    data = build("dataset", cfg.dataset)
-    model = build_model(cfg, data)
-    optimizer = build_optimizer(cfg, model)
-    steps_per_epoch = math.ceil(data.size("train") / cfg.trainer.batch_size)
-    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
-    schedule = build("kl", cfg.kl, total_steps=10, optional={"steps_per_epoch": steps_per_epoch})
-    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train"))
-    before = [p.detach().clone() for p in model.parameters()]
-    loss, _ = objective(model(data.batch("train", torch.arange(4))), penalty, schedule.weight(1), step=1)
-    loss.backward()
-    optimizer.step()
-    scheduler.step()
-    assert torch.isfinite(loss) and any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    if "warmup_epochs" in cfg.kl:  # Tomczak & Welling's 100 epochs, in steps of this run
-        assert schedule.warmup_steps == cfg.kl.warmup_epochs * steps_per_epoch
+def test_preset_trains_two_steps(name, idx_data_dir, tmp_path):
+    """Each preset on a tiny slice of its data set through the training loop, which builds its data, model, optimizer,
+    learning-rate scheduler, KL schedule (with the loop's steps_per_epoch) and penalty: two steps with a finite loss
+    change the parameters and leave a checkpoint."""
+    initial = {}
+
+    def keep_initial(module, _inputs):  # the model's first forward comes before any update
+        if isinstance(module, VAE) and not initial:
+            initial.update({k: v.detach().clone() for k, v in module.state_dict().items()})
+
+    hook = register_module_forward_pre_hook(keep_initial)
+    try:
+        run = trained_run(tmp_path / "run", [*_tiny(name, idx_data_dir), "trainer.max_steps=2", "eval.max_images=50"])
+    finally:
+        hook.remove()
+    assert run.cfg.trainer.nonfinite == "stop"  # so a non-finite loss would have ended the run as diverged
+    assert run.summary["status"] == "completed" and run.summary["steps"] == 2 and math.isfinite(run.summary["elbo"])
+    trained = torch.load(run.dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert initial.keys() == trained.keys() and any(not torch.equal(initial[k], trained[k]) for k in initial)
+    if "warmup_epochs" in run.cfg.kl:  # Tomczak & Welling's 100 epochs, in steps of this run
+        data = build("dataset", run.cfg.dataset)
+        steps_per_epoch = math.ceil(data.size("train") / run.cfg.trainer.batch_size)
+        schedule = build("kl", run.cfg.kl, total_steps=10, optional={"steps_per_epoch": steps_per_epoch})
+        assert schedule.warmup_steps == run.cfg.kl.warmup_epochs * steps_per_epoch
 
 
 def _model(name):
     """A sprites preset's config and model."""
-    cfg = compose_config([f"experiment={name}"])
-    return cfg, build_model(cfg, build("dataset", _tiny(cfg, "unused").dataset))
+    cfg = compose_config(_tiny(name, "unused"))
+    return cfg, build_model(cfg, build("dataset", cfg.dataset))
 
 
 def test_higgins_networks_and_optimizer():

@@ -1,10 +1,12 @@
 """The mog and vamp priors: densities against torch.distributions, sampling, the encoder hand-over, and every
 prior through training, IWAE, sampling and pictures."""
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import EVAL_FIGURES, TINY, TINY_EVAL, compose_config, options, trained_run
+from helpers import EVAL_FIGURES, TINY, TINY_EVAL, compose_config, options, trained_run
 from omegaconf import OmegaConf
 from torch import distributions as D
 
@@ -117,15 +119,19 @@ def test_every_prior_with_every_kl_schedule(prior, kl):
 
 
 @pytest.mark.parametrize("prior", options("prior"))
-def test_every_prior_trains_and_evaluates(prior, tmp_path, capsys):
-    run = trained_run(tmp_path / "run", [*TINY, f"prior={prior}", *(["prior.components=4"] if prior != "normal" else [])])
-    evaluate.main([f"run={run.dir}", *TINY_EVAL])
-    result = json.loads((run.dir / "eval.json").read_text())
+def test_every_prior_trains_and_evaluates(prior, tiny_run, tmp_path, capsys):
+    overrides = [*TINY, f"prior={prior}", *(["prior.components=4"] if prior != "normal" else [])]
+    if compose_config(overrides) == tiny_run.cfg:  # the default prior: a copy of the session's run (vae-eval writes)
+        run_dir = Path(shutil.copytree(tiny_run.dir, tmp_path / "run"))
+    else:
+        run_dir = trained_run(tmp_path / "run", overrides).dir
+    evaluate.main([f"run={run_dir}", *TINY_EVAL])
+    result = json.loads((run_dir / "eval.json").read_text())
     assert result["iwae_nll"] <= -result["elbo"]
     assert result["kl_estimate"] == ("analytic" if prior == "normal" else "single-sample Monte-Carlo")
     assert set(result["figures"]) == {f"figures/test_{n}.png" for n in EVAL_FIGURES}
     for f in result["figures"]:
-        assert (run.dir / f).stat().st_size > 1000, f
+        assert (run_dir / f).stat().st_size > 1000, f
     assert "Monte-Carlo" in capsys.readouterr().out or prior == "normal"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, compose_config, scalars, trained_run
+from helpers import TINY, compose_config, scalars, trained_run
 
 from vae_lab.checks import ConfigError
 from vae_lab.decoders import MLPDecoder
@@ -101,6 +101,7 @@ def test_first_signal_asks_to_stop_second_exits_and_handlers_come_back():
 CLI_TINY = [*TINY, "trainer.max_steps=100000", "trainer.epochs=100000", "trainer.checkpoint_every=4"]
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "outputs" / "runs" / "a"
     proc = subprocess.Popen(["vae-train", *CLI_TINY, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
@@ -136,6 +137,7 @@ def _run(tmp_path, name, overrides):
     return run.cfg, run.dir
 
 
+@pytest.mark.slow
 def test_resume_auto_picks_the_newest_unfinished_run_of_the_same_config(tmp_path):
     cfg, old = _run(tmp_path, "old", ["trainer.stop_at_step=2"])
     _, new = _run(tmp_path, "new", ["trainer.stop_at_step=2"])

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TINY, TINY_EVAL, trained_run
+import pytest
+from helpers import TINY, TINY_EVAL, scalars, trained_run
 
 from vae_lab import evaluate
+
+pytestmark = pytest.mark.slow  # each test runs scripts/results_plots.py in a subprocess
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "results_plots.py"
 
@@ -54,4 +57,8 @@ def test_capacity_gap(tmp_path):
     text = plots("capacity", run.dir, "--out", tmp_path / "capacity.png", "--skip-steps", "0")
     report = json.loads(text[:text.rindex("}") + 1])["seed=0"]
     assert report["points"] == 6 and report["final_capacity"] == run.cfg.penalty.c_max
-    assert 0 <= report["mean_abs_gap"] <= report["max_abs_gap"]
+    logged = scalars(run.dir)  # |train/kl - train/capacity| at each logged step, read from the run's events
+    capacity = dict(logged["train/capacity"])
+    gaps = [abs(kl - capacity[step]) for step, kl in logged["train/kl"]]
+    assert len(gaps) == 6 and report["max_abs_gap"] == pytest.approx(max(gaps))
+    assert report["mean_abs_gap"] == pytest.approx(sum(gaps) / len(gaps))

@@ -7,8 +7,11 @@ import random
 import subprocess
 import time
 
+import pytest
 import torch
-from conftest import scalars
+from helpers import scalars
+
+pytestmark = pytest.mark.slow  # five vae-train processes, three of them killed
 
 STEPS = 48
 KILL_SEED = 0  # the default draw of kill steps; VAE_LAB_KILL_SEED overrides it

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import TINY
+from helpers import TINY
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -42,6 +42,7 @@ def basic_sweep(tmp_path_factory):
     return sweep_dir, out
 
 
+@pytest.mark.slow
 def test_jobs_are_named_by_their_overrides_then_seed(basic_sweep):
     sweep_dir, _ = basic_sweep
     names = sorted(summaries(sweep_dir))
@@ -53,6 +54,7 @@ def test_jobs_are_named_by_their_overrides_then_seed(basic_sweep):
     assert (sweep_dir / "multirun.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_recorded_and_the_sweep_goes_on(basic_sweep):
     sweep_dir, out = basic_sweep
     diverged, bad, good = (job(sweep_dir, f"optimizer.lr={lr}") for lr in ("1e+30", "-1", "0.001"))
@@ -63,12 +65,14 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(basic_sweep):
     assert "1 completed, 1 diverged, 1 failed; compare with: vae-compare" in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_jobs_stopped_by_stop_at_step_do_not_end_the_sweep(tmp_path):
     sweep_dir = tmp_path / "sweep"
     multirun(["trainer.stop_at_step=3", "kl.beta=1,4"], sweep_dir)
     assert sorted((s["status"], s["steps"]) for s in summaries(sweep_dir).values()) == [("stopped", 3)] * 2
 
 
+@pytest.mark.slow
 def test_vae_compare_reads_the_sweep(basic_sweep):
     sweep_dir, _ = basic_sweep
     out = subprocess.run(["vae-compare", str(sweep_dir), "--sort", "elbo", "--desc"], capture_output=True, text=True,
@@ -83,6 +87,7 @@ def test_vae_compare_reads_the_sweep(basic_sweep):
     assert rd == f"wrote {sweep_dir / 'rate_distortion.png'}" and (sweep_dir / "rate_distortion.png").is_file()
 
 
+@pytest.mark.slow
 def test_each_run_is_one_hparams_session(basic_sweep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import metadata
@@ -108,6 +113,7 @@ def test_each_run_is_one_hparams_session(basic_sweep):
     assert status == 1 and sessions[1e30][1] == sessions[-1][1] == 2  # STATUS_SUCCESS, STATUS_FAILURE
 
 
+@pytest.mark.slow
 def test_joblib_jobs_share_the_cores(tmp_path):
     sweep_dir = tmp_path / "sweep"
     multirun(["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "kl.beta=1,4"], sweep_dir)
@@ -120,6 +126,7 @@ def test_joblib_jobs_share_the_cores(tmp_path):
         assert f"torch threads: {expected} ({threads.cores()} cores / 2 parallel jobs)" in log.read_text()
 
 
+@pytest.mark.slow
 def test_submitit_local_records_a_bad_job(tmp_path):
     sweep_dir = tmp_path / "sweep"
     multirun(["hydra/launcher=submitit_local", "latent_dim=4,-1"], sweep_dir)
@@ -128,6 +135,7 @@ def test_submitit_local_records_a_bad_job(tmp_path):
     assert bad["status"] == "failed" and bad["error"] == "latent_dim=-1: must be an integer >= 1"
 
 
+@pytest.mark.slow
 def test_optuna_searches_in_memory(tmp_path):
     sweep_dir = tmp_path / "sweep"
     multirun(["hydra/sweeper=optuna_elbo", "hydra.sweeper.n_trials=2"], sweep_dir)

@@ -3,20 +3,14 @@ import json
 
 import pytest
 import torch
-from conftest import TINY, compose_config, scalars, trained_run
+from helpers import TINY, compose_config, scalars, trained_run
 
 from vae_lab.checks import ConfigError
 from vae_lab.train import train
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run = trained_run(tmp_path_factory.mktemp("run") / "run", TINY)
-    return run.dir, run.summary
-
-
 def test_run_writes_every_file(tiny_run):
-    run_dir, summary = tiny_run
+    run_dir = tiny_run.dir
     for name in ("metrics.jsonl", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt",
                  "figures/reconstructions.png", "figures/prior_samples.png"):
         assert (run_dir / name).stat().st_size > 0, name
@@ -36,7 +30,7 @@ def test_one_events_file_holds_the_hparams_and_each_step_once(tiny_run):
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.plugins.hparams import metadata
 
-    [events] = tiny_run[0].glob("events.out.tfevents.*")
+    [events] = tiny_run.dir.glob("events.out.tfevents.*")
     plugin_tags, train_steps = set(), []
     for event in EventFileLoader(str(events)).Load():
         for value in event.summary.value:
@@ -46,11 +40,11 @@ def test_one_events_file_holds_the_hparams_and_each_step_once(tiny_run):
                 train_steps.append((value.tag, event.step))
     assert {metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG} <= plugin_tags
     assert ("train/elbo", 6) in train_steps and len(train_steps) == len(set(train_steps))
-    assert list(tiny_run[0].rglob("events.out.tfevents.*")) == [events]  # no sub-run directory either
+    assert list(tiny_run.dir.rglob("events.out.tfevents.*")) == [events]  # no sub-run directory either
 
 
 def test_logged_elbo_is_minus_recon_plus_kl(tiny_run):
-    logged = scalars(tiny_run[0])
+    logged = scalars(tiny_run.dir)
     for tag in ("train/loss", "train/elbo", "train/recon_nll", "train/kl", "train/kl_weight",
                 "val/elbo", "val/recon_nll", "val/kl", "val/bits_per_dim", "val/active_units"):
         assert tag in logged, tag
@@ -75,6 +69,7 @@ def test_mean_reduction_logs_effective_beta(tmp_path):
     assert logged["train/effective_beta"][0][1] == pytest.approx(2 * 64 * 64)
 
 
+@pytest.mark.slow
 def test_resume_reaches_the_same_parameters(tmp_path):
     longer = [*TINY, "dataset.binarize=dynamic", "trainer.max_steps=10", "trainer.epochs=2"]
     trained_run(tmp_path / "straight", longer)
@@ -94,21 +89,22 @@ def test_resume_reaches_the_same_parameters(tmp_path):
 
 def test_a_run_never_overwrites_another(tiny_run):
     with pytest.raises(ConfigError, match="holds another run"):
-        train(compose_config(TINY), tiny_run[0])
+        train(compose_config(TINY), tiny_run.dir)
 
 
-@pytest.mark.parametrize("option,tolerance", [("trainer.precision=bf16", 0.05), ("trainer.compile=true", 1e-3)])
+@pytest.mark.parametrize("option,tolerance", [
+    ("trainer.precision=bf16", 0.05), pytest.param("trainer.compile=true", 1e-3, marks=pytest.mark.slow)])
 def test_speed_options_train_the_same_model(option, tolerance, tiny_run, tmp_path):
     """bf16 autocast and torch.compile (scripts/bench.py measures their speed) change the numbers by rounding only."""
     from torch._dynamo.utils import counters
 
     counters.clear()
     summary = trained_run(tmp_path / "run", [*TINY, option]).summary
-    assert summary["status"] == "completed" and summary["steps"] == tiny_run[1]["steps"]
+    assert summary["status"] == "completed" and summary["steps"] == tiny_run.summary["steps"]
     for key in ("elbo", "recon_nll"):
-        assert summary[key] == pytest.approx(tiny_run[1][key], rel=tolerance), key
+        assert summary[key] == pytest.approx(tiny_run.summary[key], rel=tolerance), key
     if "bf16" in option:  # it did run in bfloat16
-        assert summary["elbo"] != tiny_run[1]["elbo"]
+        assert summary["elbo"] != tiny_run.summary["elbo"]
     else:
         assert counters["stats"]["unique_graphs"] > 0  # it did compile
 
