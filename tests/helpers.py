@@ -181,7 +181,7 @@ def unloadable_pickle():
         array = np.empty((), dtype=object)
         array[()] = Vanished()
         out = io.BytesIO()
-        np.lib.format.write_array(out, array, allow_pickle=True)
+        np.lib.format.write_array(out, array, allow_pickle=True)  # a pickle on purpose
         return out.getvalue()
     finally:
         del sys.modules[module.__name__]

@@ -81,7 +81,7 @@ def test_each_grid_batches_and_draws_the_image_stored_at_each_position(option, g
 def test_dsprites_reads_its_npz_without_the_metadata_pickle(grid_dir):
     path = grid_dir / GRID_FILES["dsprites"]
     with pytest.raises(ModuleNotFoundError):  # what loading `metadata` would do
-        np.load(path, allow_pickle=True)["metadata"]
+        np.load(path, allow_pickle=True)["metadata"]  # a pickle on purpose
     data = DSprites(path, **SPLITS)
     assert data.binary and data.shape == (1, 64, 64)
     assert data.images.shape == (math.prod(DSPRITES_SIZES), 512) and data.images.dtype == torch.uint8  # bit-packed

@@ -268,11 +268,16 @@ state = dict(a=torch.load(path, map_location="cpu"))
     assert unsafe_torch_loads(good, "good.py") == []
 
 
+ON_PURPOSE = "# a pickle on purpose"  # only tests may, to check that vae_lab never loads one
+
+
 def test_nothing_unpickles_arbitrary_objects():
     paths = [p for p in sources() if p != Path(__file__).resolve()]  # not the patterns themselves
     assert len(paths) > 20
     for path in paths:
         for n, line in enumerate(path.read_text().splitlines(), 1):
+            if line.rstrip().endswith(ON_PURPOSE) and path.parent.name == "tests":  # a test writing a bad file
+                continue
             assert not UNSAFE.search(line), f"{path}:{n}: {line.strip()}"
 
 
