@@ -120,8 +120,8 @@ def check_schema(schema, cfg, required_hint):
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), cfg)
     except ConfigKeyError as e:
-        node = OmegaConf.select(OmegaConf.structured(schema), e.full_key.rpartition(".")[0]) if "." in e.full_key \
-            else OmegaConf.structured(schema)
+        parent, known = e.full_key.rpartition(".")[0], OmegaConf.structured(schema)
+        node = OmegaConf.select(known, parent) if parent else known
         raise ConfigError(f"{e.full_key}: unknown key; known here: {', '.join(node.keys())}") from None
     except OmegaConfBaseException as e:
         raise ConfigError(f"{e.full_key or 'config'}={OmegaConf.select(cfg, e.full_key) if e.full_key else ''}: "
