@@ -355,7 +355,7 @@ def test_presets_and_errors():
 
 def test_every_record_fits_its_function_and_its_result():
     """A record's sizes are keyword arguments of its function, the full ones its defaults; its headline parts are
-    keys of its result, and headline_figures names them as eval.json does."""
+    keys of its result, and headline_results names them as eval.json does."""
     for name, metric in dis.METRICS.items():
         parameters = inspect.signature(metric.compute).parameters
         assert metric.name == name
@@ -370,7 +370,7 @@ def test_every_record_fits_its_function_and_its_result():
             return gaussian_code(identity)(images)
 
     model = Model().train()
-    out = dis.headline_figures(model, FactorImages(), list(dis.METRICS), TINY, seed=0)
+    out = dis.headline_results(model, FactorImages(), list(dis.METRICS), TINY, seed=0)
     assert modes and not any(modes) and model.training  # encoded in evaluation mode, then back
     keys = ["mig_dlib", "mig_chen", "factor_vae", "dci_disentanglement", "dci_completeness",
             "dci_informativeness_test", "sap", "beta_vae"]

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from vae_lab import nested, rundir
 from vae_lab.checks import DEVICES, ConfigError, choice, first_line, number, positive_int, resolve_device
-from vae_lab.measure.disentanglement import METRICS, PRESETS, headline_figures, headline_keys
+from vae_lab.measure.disentanglement import METRICS, PRESETS, headline_keys, headline_results
 from vae_lab.measure.elbo import measure
 from vae_lab.measure.pictures import log_pictures
 from vae_lab.results import MEASURE, MEASURED, MEASUREMENT
@@ -119,7 +119,7 @@ def evaluate(opts):
     if data.factor_names and opts.metrics:
         sizes = opts.metric_sizes
         sizes = OmegaConf.to_container(sizes) if OmegaConf.is_dict(sizes) else sizes
-        result.update(headline_figures(model, data, list(opts.metrics), sizes, seed))
+        result.update(headline_results(model, data, list(opts.metrics), sizes, seed))
     evaluate_s = time.perf_counter() - start
     logbook = Logbook(run_dir)
     logbook.result("test", result, step)

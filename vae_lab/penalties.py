@@ -22,7 +22,7 @@ class Penalty(nn.Module):
 
     `forward(terms, weight, step)` returns (scalar loss part, {name: scalar tensor}): the weighted terms it added,
     logged as train/<name> (their sum is the loss part). `names` lists those names, fixed when it is built, so
-    that the loop can keep them on the device with the other per-step figures. A penalty with parameters of its
+    that the loop can keep them on the device with the other per-step terms. A penalty with parameters of its
     own (an adversarial one, such as FactorVAE's discriminator) trains them in `update(terms, step)`, which the
     loop calls after each optimiser step of the VAE; its state_dict is saved in the checkpoint.
     """

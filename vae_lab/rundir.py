@@ -1,8 +1,8 @@
 """A run directory on disk: what vae-train, vae-eval, resume and vae-compare read and write there, and its name.
 
     <run>/.hydra/config.yaml, overrides.yaml, hydra.yaml   the composed config, the command line, Hydra's own
-    <run>/summary.json    the final status and validation figures (vae-train; keys: vae_lab.results)
-    <run>/eval.json       the test-split figures (vae-eval; keys: vae_lab.results)
+    <run>/summary.json    the final status and validation measurements (vae-train; keys: vae_lab.results)
+    <run>/eval.json       the test-split measurements (vae-eval; keys: vae_lab.results)
     <run>/metrics.jsonl   one line per validation; <run>/checkpoints/{last,best}.pt; TensorBoard events
     <run>/figures/*.png   the pictures of the model (vae_lab.measure.pictures)
 

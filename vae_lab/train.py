@@ -49,7 +49,7 @@ class State:
     scheduler: torch.optim.lr_scheduler.LRScheduler  # stepped once per training step
     penalty: torch.nn.Module  # the KL penalty: parameters of its own for adversarial ones (none of vae_lab's)
     generators: dict  # torch.Generator per random stream: reparameterisation noise, dynamic binarisation
-    means: TrainingMeans  # the train/ figures' sums over the steps since the last log
+    means: TrainingMeans  # the train/ terms' sums over the steps since the last log
     guard: NonFiniteGuard  # its count of skipped steps
     step: int = 0
     best_elbo: float = -math.inf

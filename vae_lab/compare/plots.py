@@ -18,12 +18,12 @@ def plot(runs, out_dir):
     written = []
     if done:
         written.append(rate_distortion(plt, done, keys, out_dir / "rate_distortion.png"))
-    figures = [c for c in columns(done) if c.startswith(("val/", "eval/"))
+    measured = [c for c in columns(done) if c.startswith(("val/", "eval/"))
                and any(finite(r.values.get(c)) for r in done)] if done else []
     for key in (k for k in keys if k != "seed"):  # a figure against the seed says nothing
         xs = [r.overrides.get(key) for r in done]
-        if figures and len(set(xs)) > 1 and all(finite(x) for x in xs):
-            written.append(against(plt, done, key, [k for k in keys if k != key], figures,
+        if measured and len(set(xs)) > 1 and all(finite(x) for x in xs):
+            written.append(against(plt, done, key, [k for k in keys if k != key], measured,
                                    out_dir / f"vs_{key.replace('/', '_')}.png"))
     return written
 
@@ -59,8 +59,8 @@ def rate_distortion(plt, runs, keys, path):
     return path
 
 
-def against(plt, runs, key, others, figures, path):
-    """Each figure against `key`: one line per combination of the other swept keys through the mean over seeds,
+def against(plt, runs, key, others, measured, path):
+    """Each column against `key`: one line per combination of the other swept keys through the mean over seeds,
     with every run as a dot; dots only when there are too many combinations."""
     others = [k for k in others if k != "seed"]
     groups = {}
@@ -68,15 +68,15 @@ def against(plt, runs, key, others, figures, path):
         groups.setdefault(label(r, others) if others else "", []).append(r)
     lines = len(groups) <= 10
     xs = [r.overrides[key] for r in runs]
-    ncol = min(len(figures), 4)
-    nrow = math.ceil(len(figures) / ncol)
+    ncol = min(len(measured), 4)
+    nrow = math.ceil(len(measured) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3 * nrow), squeeze=False)
-    for ax, figure in zip(axes.flat, figures):
+    for ax, column in zip(axes.flat, measured):
         for name, members in groups.items():
             at = {}
             for r in members:
-                if finite(r.values.get(figure)):
-                    at.setdefault(r.overrides[key], []).append(r.values[figure])
+                if finite(r.values.get(column)):
+                    at.setdefault(r.overrides[key], []).append(r.values[column])
             if not at:
                 continue
             dots = ax.plot(*zip(*[(x, v) for x, vs in at.items() for v in vs]), "o", ms=3, alpha=0.6)
@@ -88,8 +88,8 @@ def against(plt, runs, key, others, figures, path):
             ax.minorticks_off()
         if len(set(xs)) <= 8:  # a grid: a tick at each value swept
             ax.set_xticks(sorted(set(xs)), [fmt(x) for x in sorted(set(xs))])
-        ax.set(xlabel=key, title=figure)
-    for ax in axes.flat[len(figures):]:
+        ax.set(xlabel=key, title=column)
+    for ax in axes.flat[len(measured):]:
         ax.axis("off")
     if lines and others:
         axes.flat[0].legend(fontsize=7)

@@ -14,7 +14,7 @@ from vae_lab.measure.disentanglement import beta_vae, dci, factor_vae, mig_chen,
 from vae_lab.measure.disentanglement.base import Metric, check_factors
 from vae_lab.model import eval_mode
 
-__all__ = ["METRICS", "PRESETS", "Metric", "disentanglement", "headline_figures", "headline_keys"]
+__all__ = ["METRICS", "PRESETS", "Metric", "disentanglement", "headline_results", "headline_keys"]
 
 METRICS = {m.METRIC.name: m.METRIC for m in (mig_dlib, mig_chen, factor_vae, dci, sap, beta_vae)}
 PRESETS = ("quick", "full")  # the Metric fields `sizes` may name
@@ -53,7 +53,7 @@ def disentanglement(encode, data, metrics=tuple(METRICS), sizes="quick", seed=0,
     return {**out, "protocol": protocol, "seconds": seconds, "sklearn_version": sklearn.__version__, "seed": seed}
 
 
-def headline_figures(model, data, metrics, sizes, seed):
+def headline_results(model, data, metrics, sizes, seed):
     """{"disentanglement": every metric's full result with its protocol, <metric>[_<part>]: the headline figures} of
     `model`'s encoder, in evaluation mode."""
     with eval_mode(model):
