@@ -1,6 +1,6 @@
 """Benchmark vae-train against a bare loop and the usual Dataset + DataLoader pipeline, in one process run.
 
-  python scripts/bench.py [--quick] [--device cpu|cuda]
+  python scripts/bench.py [--quick] [--device cpu|cuda] [--only streaming] [--streaming-images N]
 
 Prints one JSON object per measurement as it is taken, then a table. Throughputs are medians over several timed
 windows after warm-up, measured in interleaved rounds so that machine noise hits every contender alike; `paired_*`
@@ -12,7 +12,8 @@ vae-train runs with its defaults and, as `same_kernels`, with the bare loop's Ad
 instead of the fused Adam (`optimizer.fused=null`). The first ratio is what a user gets, the second the framework's
 own overhead. The kernel and data-path choices vae_lab makes are timed against their alternatives: Adam
 (`optimizer_step`), settings read as plain values (`config_read`), sprites scattered into the canvas
-(`sprites_batch`) and the data indexed in memory (`ratio_vs_dataloader`).
+(`sprites_batch`) and the data indexed in memory (`ratio_vs_dataloader`). `streaming` times a cache bigger than
+the memory budget gathered from its memory map (dataset.resident=false) against the same cache held resident.
 
 Every time is taken by scripts/plain_loop.py's `timed`, which synchronises CUDA before and after. Start-up and the
 sprites grid's memory are measured in fresh processes (scripts/probes.py). scripts/parity.py trains both loops to
@@ -35,11 +36,14 @@ from types import SimpleNamespace
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 # plain_loop and vae_train_config are found because Python puts this script's folder on sys.path.
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 from plain_loop import PlainConvVAE, PlainVAE, step, timed
 from vae_train_config import MLP, config
 
+from vae_lab.data.base import IndexedImageData
+from vae_lab.data.npz import write_npz
 from vae_lab.data.sprites import IMAGE, PATCH
 from vae_lab.measure.iwae import iwae_nll
 from vae_lab.rundir import Status
@@ -314,12 +318,83 @@ def sprites_memory(device):
     return json.loads(out) | {"target_peak_mb": 600}
 
 
-def measurements(quick, dev):
+def rss_anon_mb(pid="self"):
+    """A process's own anonymous resident memory (RssAnon): unlike RSS, without the memory-mapped file's pages that
+    the OS caches."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("RssAnon")).split()[1]) / 1024
+
+
+def children():
+    """Process ids of this process's children (the DataLoader workers)."""
+    tasks = Path("/proc/self/task")
+    return [pid for task in tasks.iterdir() for pid in (task / "children").read_text().split()]
+
+
+def synthetic_mpi3d(folder, n, chunk=8192):
+    """An uncompressed MPI3D npz of n random RGB 64x64 images (written a chunk at a time from a memory map), and the
+    dataset overrides that read it on a grid of n = 10 x 10 x ... images."""
+    rng = np.random.default_rng(0)
+    images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 64, 64, 3))
+    for start in range(0, n, chunk):
+        images[start : start + chunk] = rng.integers(0, 256, images[start : start + chunk].shape, dtype=np.uint8)
+    path = write_npz(folder / "mpi3d_toy.npz", {"images": images}, compress=False)
+    del images
+    (folder / "images.npy").unlink()
+    sizes = [10, 10, 10, 10, n // 10_000, 1, 1]
+    return ["dataset=mpi3d", f"dataset.path={path}", f"dataset.factor_sizes=[{','.join(map(str, sizes))}]",
+            f"data_dir={folder}", "dataset.val_size=1000", "dataset.test_size=1000"]
+
+
+def streaming(n, rounds, steps, device, batch_size=64):
+    """A cache of n RGB 64x64 images (n a multiple of 10,000) bigger than the memory budget: the loader's own images/s
+    (dataset.stream gathering in DataLoader workers), vae-train's images/s of locatello_conv with the images streamed
+    and resident, and the anonymous memory (RssAnon) of this process and its workers while streaming."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        dataset = synthetic_mpi3d(Path(tmp), n)
+        conv = [*dataset, "encoder=locatello_conv", "decoder=locatello_conv", f"trainer.batch_size={batch_size}"]
+        data = build("dataset", config(dataset).dataset, device=device)  # converts into the cache once
+        cache_gb = data.images.nbytes / 2**30
+        budget_gb = cache_gb / 4
+        before = rss_anon_mb()
+        streamed = IndexedImageData(np.asarray(data.images) if data.resident else data.images, resident="auto",
+                                    memory_budget_gb=budget_gb, device=device)
+        del data
+        order = streamed.epoch_order("train", 0, seed=0)
+        index = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+        peak = {"main": 0.0, "workers": 0.0}
+
+        def loader():
+            images = 0
+            for x in streamed.stream("train", iter(index)):
+                images += len(x)
+                if images % (50 * batch_size) == 0:
+                    peak["main"] = max(peak["main"], rss_anon_mb())
+                    peak["workers"] = max(peak["workers"], sum(rss_anon_mb(pid) for pid in children()))
+            return images
+        loader_rates = [images / seconds for images, seconds in (timed(loader, device) for _ in range(2))]
+        windows = {"streamed": [], "resident": []}
+        for _ in range(rounds):
+            for name, resident in (("streamed", "false"), ("resident", "true")):
+                windows[name].append(vae_train_window([*conv, f"dataset.resident={resident}"], steps, device))
+    return {"images": n, "cache_gb": cache_gb, "budget_gb": budget_gb, "resident_decided": streamed.resident,
+            "loader_images_per_s": max(loader_rates), "loader_epoch_images": len(index) * batch_size,
+            "streamed_train_images_per_s": statistics.median(windows["streamed"]),
+            "resident_train_images_per_s": statistics.median(windows["resident"]),
+            "paired_streamed_vs_resident": statistics.median(a / b for a, b in zip(windows["streamed"], windows["resident"])),
+            "rss_anon_mb_before": before, "rss_anon_mb_peak_main": peak["main"],
+            "rss_anon_mb_peak_workers": peak["workers"], "workers": streamed.workers}
+
+
+def measurements(quick, dev, only=None, streaming_images=100_000):
     """(name, figures) of each measurement in turn; the throughputs first, the slow ones last."""
     # Many short rounds rather than a few long ones: this shared machine drifts by tens of % within a minute.
     rounds, slow_rounds = (3, 2) if quick else (15, 7)  # slow_rounds: the conv model and the compile variant
     yield "machine", {"device": torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({os.cpu_count()} cores)",
                       "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if only == "streaming":
+        yield "streaming", streaming(streaming_images, slow_rounds, 10 if quick else 20, dev)
+        return
 
     cfg = config(MLP)
     data = build("dataset", cfg.dataset, device=dev)
@@ -364,15 +439,19 @@ def measurements(quick, dev):
                                  "share": memory["ms_per_batch"] / step_ms}
     if dev == "cpu":
         yield "startup", startup(2 if quick else 3)
+    yield "streaming", streaming(streaming_images, slow_rounds, 10 if quick else 20, dev)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter windows (3 to 5 minutes on 2 CPU cores)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--only", choices=["streaming"], help="only this measurement (and the machine's description)")
+    ap.add_argument("--streaming-images", type=int, default=100_000,
+                    help="images (a multiple of 10,000) in streaming's synthetic cache: 100,000 are 1.2 GB on /tmp")
     args = ap.parse_args()
     records = []
-    for name, figures in measurements(args.quick, args.device):
+    for name, figures in measurements(args.quick, args.device, args.only, args.streaming_images):
         records.append({"measurement": name, **figures})
         print(json.dumps(records[-1]), flush=True)
 

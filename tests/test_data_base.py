@@ -84,3 +84,70 @@ def test_file_key_changes_with_the_file(tmp_path):
     before = file_key([f])
     f.write_bytes(b"1234")
     assert file_key([f]) != before
+
+
+def _memmap(tmp_path, n=300, shape=(3, 8, 8), seed=0):
+    """A read-only memory-mapped .npy of n random uint8 images, as the decoded-image cache hands over."""
+    path = tmp_path / "images.npy"
+    np.save(path, np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8))
+    return np.load(path, mmap_mode="r")
+
+
+def test_auto_keeps_the_images_resident_when_they_fit_the_budget(tmp_path, monkeypatch, caplog):
+    from vae_lab.data import base
+
+    images = _memmap(tmp_path)  # 57,600 bytes
+    for available, resident in ((10**9, True), (10**4, False)):
+        monkeypatch.setattr(base, "available_memory", lambda device, available=available: available)
+        with caplog.at_level("INFO", logger="vae_lab"):
+            caplog.clear()
+            data = IndexedImageData(images, resident="auto")
+        assert data.resident is resident and isinstance(data.images, torch.Tensor) is resident
+        assert "resident=auto: " in caplog.text and ("streamed" in caplog.text) is not resident
+    assert IndexedImageData(images, resident="auto", memory_budget_gb=1e-6).resident is False  # 1,074 bytes
+    assert IndexedImageData(images, resident="auto", memory_budget_gb=1).resident is True
+    with pytest.raises(ConfigError, match="resident='yes'"):
+        IndexedImageData(images, resident="yes")
+
+
+@pytest.mark.parametrize("draws", [{}, {"binarize": "dynamic"}, {"binarize": "static"}, {"dequantize": "uniform"}])
+def test_streamed_batches_are_the_resident_ones_bit_for_bit(tmp_path, draws):
+    images = _memmap(tmp_path)
+    made = {r: IndexedImageData(images, labels=np.arange(300) % 5, resident=r, seed=4, **draws) for r in (True, False)}
+    order = made[True].epoch_order("train", 2, seed=1)
+    assert torch.equal(order, made[False].epoch_order("train", 2, seed=1))
+    index = [order[i : i + 64] for i in range(0, len(order), 64)]
+    out = {}
+    for r, data in made.items():
+        g = torch.Generator().manual_seed(9)
+        out[r] = [data.batch("train", i, g) for i in index]
+        out[r] += list(data.stream("train", iter(index), g))  # streamed: gathered in DataLoader workers
+        assert torch.equal(data.labels("train", index[0]), made[True].labels("train", index[0]))
+    assert len(out[False]) == 2 * len(index)
+    for a, b in zip(out[True], out[False]):
+        assert torch.equal(a, b)
+    assert torch.equal(out[True][0], out[True][len(index)]) is (not draws or draws.get("binarize") == "static")
+
+
+def test_streamed_factor_grid_draws_the_resident_images(tmp_path):
+    images = _memmap(tmp_path, n=2 * 3 * 4 * 5)
+    made = [FactorGridData(images, ("a", "b", "c", "d"), (2, 3, 4, 5), nuisance=("b",), val_size=10, test_size=10,
+                           binarize="dynamic", resident=r) for r in (True, False)]
+    factors = torch.stack([torch.randint(s, (50,)) for s in (2, 4, 5)], 1)
+    x = [d.images_for_factors(factors, torch.Generator().manual_seed(3)) for d in made]
+    assert torch.equal(x[0], x[1]) and x[0].shape == (50, 3, 8, 8)
+    index = torch.arange(20)
+    assert torch.equal(made[0].factors("train", index), made[1].factors("train", index))
+
+
+def test_streaming_reads_no_copy_of_the_whole_array(tmp_path, monkeypatch):
+    from vae_lab.data import base
+
+    images = _memmap(tmp_path)
+    data = IndexedImageData(images, resident=False)
+    assert data.images is images  # still the memory map
+    reads = []
+    real = base.gather
+    monkeypatch.setattr(base, "gather", lambda array, positions: reads.append(len(positions)) or real(array, positions))
+    data.batch("train", torch.arange(64))
+    assert reads == [64]  # one gather per batch, not one read per image

@@ -283,3 +283,22 @@ def test_dsprites_trains_and_every_disentanglement_metric_runs(dsprites_run, cap
     assert set(result["disentanglement"]["mig_dlib"]["per_factor"]) == set(Sprites.factor_names)
     for key in ("mig_dlib", "mig_chen", "factor_vae", "dci_disentanglement", "dci_completeness", "sap", "beta_vae"):
         assert 0.0 <= result[key] <= 1.0, key
+
+
+def test_streamed_training_is_the_resident_training_bit_for_bit_and_resumes_exactly(grid_dir, tmp_path):
+    """dataset.resident=false gathers each batch from the memory-mapped cache in DataLoader workers; the order and
+    the draws (here dequantisation noise) stay in the training process, so the parameters are the resident run's."""
+    common = ["dataset=shapes3d", *grid_overrides(grid_dir)["shapes3d"], f"data_dir={tmp_path}", "dataset.val_size=0.1",
+              "dataset.dequantize=uniform", "likelihood=gaussian", *TINY[3:], "trainer.batch_size=16",
+              "trainer.max_steps=8", "trainer.epochs=2"]
+    trained_run(tmp_path / "resident", [*common, "dataset.resident=true"])
+    stopped = trained_run(tmp_path / "streamed", [*common, "dataset.resident=false", "trainer.stop_at_step=5"])
+    assert stopped.summary["status"] == "stopped"
+    stopped.cfg.resume = str(tmp_path / "streamed")
+    from vae_lab.train import train
+
+    train(stopped.cfg, tmp_path / "streamed")
+    a, b = (torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=True) for run in ("resident", "streamed"))
+    assert a["step"] == b["step"] == 8
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name

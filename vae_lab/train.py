@@ -142,13 +142,19 @@ def seed_everything(seed):
 
 def batches(training):
     """Training batches from the run's current step to its last; each epoch's order is a pure function of
-    (seed, epoch), so a resumed run sees the batches it would have seen."""
+    (seed, epoch), so a resumed run sees the batches it would have seen. A streamed dataset gathers them a few batches
+    ahead (data.stream); the order and every random draw stay in this process."""
+    yield from training.data.stream("train", batch_indices(training), training.state.generators["binarize"])
+
+
+def batch_indices(training):
+    """The train split's items (B,) of each step from the current one to the last."""
     size, order, order_epoch = training.trainer.batch_size, None, None
-    while training.state.step < training.total:
-        epoch, i = divmod(training.state.step, training.steps_per_epoch)
+    for step in range(training.state.step, training.total):
+        epoch, i = divmod(step, training.steps_per_epoch)
         if epoch != order_epoch:
             order, order_epoch = training.data.epoch_order("train", epoch, training.cfg.seed), epoch
-        yield training.data.batch("train", order[i * size : (i + 1) * size], training.state.generators["binarize"])
+        yield order[i * size : (i + 1) * size]
 
 
 def train_step(training, x):

@@ -1,5 +1,7 @@
 """Base class of the `dataset` group, and the uint8 images on the device that its file-backed options hand over."""
+import logging
 import math
+import tempfile
 import warnings
 
 import numpy as np
@@ -9,6 +11,10 @@ from vae_lab.checks import ConfigError, choice, number
 from vae_lab.codelength import LEVELS
 
 SPLITS = ("train", "val", "test")
+RESIDENT = ("auto", True, False)
+BUDGET_FRACTION = 0.5  # of the memory available, when dataset.memory_budget_gb is null: the model needs the rest
+
+log = logging.getLogger("vae_lab")
 
 
 def unravel_index(index, sizes):
@@ -70,6 +76,11 @@ class ImageData:
     def batch(self, split, index, generator=None):
         """Float images (B, C, H, W) for the positions `index` of `split`; `generator` drives dynamic binarisation."""
         raise NotImplementedError
+
+    def stream(self, split, indices, generator=None):
+        """Float batches for each index tensor that `indices` yields, in order: what the training loop iterates."""
+        for index in indices:
+            yield self.batch(split, index, generator)
 
     def labels(self, split, index):
         """Class labels (B,) where the dataset has them, else None (used to colour latent scatter plots)."""
@@ -155,36 +166,120 @@ def split_sizes(n, val_size, test_size):
     return tuple(counts)
 
 
+def available_memory(device):
+    """Bytes free for the images on `device`: torch.cuda.mem_get_info's free memory on a GPU, /proc/meminfo's
+    MemAvailable otherwise (unbounded where there is no /proc/meminfo)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return math.inf
+
+
+def keep_resident(resident, nbytes, memory_budget_gb, device):
+    """Whether `nbytes` of images are held on the device (True) or streamed from their memory map (False):
+    `resident` itself when true or false; with auto, whether they fit in memory_budget_gb, or when that is null in
+    BUDGET_FRACTION of the memory available on the device. auto logs how it decided."""
+    if not (resident is True or resident is False or resident == "auto"):
+        raise ConfigError(f"resident={resident!r}: must be auto, true (hold the images on the device) or false "
+                          "(stream each batch from the memory-mapped cache)")
+    if resident != "auto":
+        return resident
+    if memory_budget_gb is None:
+        budget, source = BUDGET_FRACTION * available_memory(device), f"{BUDGET_FRACTION:g} of the memory available"
+    else:
+        budget, source = number("memory_budget_gb", memory_budget_gb, low=0) * 2**30, "dataset.memory_budget_gb"
+    keep = nbytes <= budget
+    log.info("dataset: resident=auto: %.2f GB of images, budget %.2f GB on %s (%s): %s", nbytes / 2**30,
+             budget / 2**30, device, source, "resident" if keep else "streamed from the memory-mapped cache")
+    return keep
+
+
+def gather(array, positions):
+    """uint8 images (n, ...) at `positions` (n,) of a memory-mapped `array`, as a CPU tensor: one fancy-index read of
+    the sorted positions (pages in file order, never one read per image), put back in the positions' order."""
+    positions = np.asarray(positions)
+    order = np.argsort(positions, kind="stable")
+    out = np.empty((len(positions), *array.shape[1:]), dtype=array.dtype)
+    out[order] = array[positions[order]]
+    return torch.from_numpy(out)
+
+
+class Gatherer(torch.utils.data.Dataset):
+    """A memory-mapped array as a map from one batch's positions to its uint8 images (`gather`): what DataLoader
+    workers run. It pickles as its file's name, so a worker maps the file again instead of receiving a copy."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __getstate__(self):
+        a = self.array
+        if isinstance(a, np.memmap) and a.filename is not None:
+            return {"file": (a.filename, a.dtype.str, a.offset, a.shape)}
+        return {"array": a}
+
+    def __setstate__(self, state):
+        if "file" in state:
+            name, dtype, offset, shape = state["file"]
+            state = {"array": np.memmap(name, dtype=dtype, mode="r", offset=offset, shape=shape)}
+        self.array = state["array"]
+
+    def __getitem__(self, positions):
+        return gather(self.array, positions)
+
+
 class IndexedImageData(ImageData):
-    """Every image in one uint8 tensor (N, C, H, W) on the device, each split a set of positions in it: what a
-    file-backed dataset of any layout hands over. `splits` gives the positions of each split (a dataset's official
-    partition); without it, a seeded permutation puts `test_size` images in test, `val_size` in val and the rest in
-    train (sizes as fractions or counts, `split_sizes`). `labels` (N,) are class labels where the data has them."""
+    """Every image in one uint8 array (N, C, H, W), each split a set of positions in it: what a file-backed dataset of
+    any layout hands over. `splits` gives the positions of each split (a dataset's official partition); without it, a
+    seeded permutation puts `test_size` images in test, `val_size` in val and the rest in train (sizes as fractions or
+    counts, `split_sizes`). `labels` (N,) are class labels where the data has them.
+
+    `resident` (`keep_resident`): true holds the images as a tensor on the device and indexes it per batch, the fast
+    path; false leaves them in their memory-mapped file (numpy) and gathers each batch from it, in `workers` DataLoader
+    processes while training (`stream`). Either way the positions, and every random draw, come from this process, so
+    both give the same batches bit for bit."""
 
     def __init__(self, images, labels=None, splits=None, val_size=0.05, test_size=0.05, binarize="none",
-                 dequantize="none", seed=0, device="cpu"):
+                 dequantize="none", resident=True, memory_budget_gb=None, workers=2, seed=0, device="cpu"):
         super().__init__(binarize=binarize, seed=seed, device=device)
         self._check_dequantize(dequantize)
-        with warnings.catch_warnings():  # a read-only memory map (the decoded-image cache): only ever read
-            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-            images = torch.as_tensor(images)
+        self.workers = int(number("workers", workers, low=0, integer=True))
         n = len(images)
         if splits is None:
             val, test = split_sizes(n, val_size, test_size)
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
             splits = {"test": order[:test], "val": order[test : test + val], "train": order[test + val :]}
         self._index = {k: torch.as_tensor(splits[k], dtype=torch.long).to(self.device) for k in SPLITS}
+        self.resident = keep_resident(resident, images.nbytes, memory_budget_gb, self.device)
+        if self.resident:
+            with warnings.catch_warnings():  # a read-only memory map (the decoded-image cache): only ever read
+                warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+                images = torch.as_tensor(images)
+        elif isinstance(images, torch.Tensor):
+            images = images.numpy()
         if self.binarize == "static":
             images = self.binarize_once(images)
-        self.images = images.to(self.device)
+        self.images = images.to(self.device) if self.resident else images
         self._labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long).to(self.device)
         self.shape = tuple(self.images.shape[1:])
 
     def binarize_once(self, images):
-        """One fixed, seeded binarisation of every image, a chunk at a time (binarize=static)."""
+        """One fixed, seeded binarisation of every image, a chunk at a time (binarize=static); streamed, into a
+        temporary memory-mapped file, deleted when this dataset is."""
         g = torch.Generator().manual_seed(self.seed)
-        return torch.cat([(torch.bernoulli(c.float() / 255, generator=g) * 255).to(torch.uint8)
-                          for c in images.split(4096)])
+        starts = range(0, len(images), _CHUNK)
+        chunks = ((torch.bernoulli(_tensor(images[i : i + _CHUNK]).float() / 255, generator=g) * 255).to(torch.uint8)
+                  for i in starts)
+        if self.resident:
+            return torch.cat(list(chunks))
+        self._spill = tempfile.NamedTemporaryFile(prefix="vae_lab-binarized-", suffix=".npy")
+        out = np.lib.format.open_memmap(self._spill.name, mode="w+", dtype=np.uint8, shape=images.shape)
+        for i, chunk in zip(starts, chunks):
+            out[i : i + len(chunk)] = chunk.numpy()
+        out.flush()
+        return np.load(self._spill.name, mmap_mode="r")
 
     def size(self, split):
         return len(self._index[split])
@@ -194,12 +289,33 @@ class IndexedImageData(ImageData):
         return self._index[split][torch.as_tensor(index, device=self.device)]
 
     def images_at(self, positions):
-        """uint8 images (n, C, H, W) at `positions` (n,) of `images`: what a dataset holding its images in another form
-        (dSprites' bit-packed rows) overrides."""
-        return self.images[positions]
+        """uint8 images (n, C, H, W) at `positions` (n,) of `images`, on the device: what a dataset holding its images in
+        another form (dSprites' bit-packed rows) overrides."""
+        if self.resident:
+            return self.images[positions]
+        return self._to_device(gather(self.images, torch.as_tensor(positions).cpu().numpy()))
+
+    def _to_device(self, x):
+        """A CPU batch onto the device, through pinned memory to a GPU; the copy overlaps what follows it."""
+        if self.device.type == "cuda" and not x.is_pinned():
+            x = x.pin_memory()
+        return x.to(self.device, non_blocking=True)
 
     def batch(self, split, index, generator=None):
         return self._float(self.images_at(self.positions(split, index)), generator)
+
+    def stream(self, split, indices, generator=None):
+        """Streamed with workers: each batch gathered as uint8 in a DataLoader worker (positions from here, a few
+        batches ahead), converted to float here, where the draws are; resident, `batch` per index."""
+        if self.resident or not self.workers:
+            yield from super().stream(split, indices, generator)
+            return
+        positions = (self.positions(split, index).cpu().numpy() for index in indices)
+        loader = torch.utils.data.DataLoader(Gatherer(self.images), batch_size=None, sampler=positions,
+                                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                                             prefetch_factor=4)
+        for x in loader:
+            yield self._float(self._to_device(x), generator)
 
     def labels(self, split, index):
         return None if self._labels is None else self._labels[self.positions(split, index)]
@@ -241,4 +357,10 @@ class FactorGridData(IndexedImageData):
         return self._float(self.images_at(ravel_index(grid, self.grid_sizes)), generator)
 
 
+def _tensor(x):
+    """A tensor of x, copied out of a (read-only) numpy array."""
+    return torch.from_numpy(np.array(x)) if isinstance(x, np.ndarray) else x
+
+
+_CHUNK = 4096  # images binarised at a time (binarize=static)
 _BELOW_ONE = 1 - 2.0**-24  # the float32 just below 1: 255 + u rounds to 256 when u is within 2**-17 of 1

@@ -37,7 +37,8 @@ class CelebA(IndexedImageData):
     `label_attribute` (0/1: the two colours of the latent scatter plot), or None when it is null."""
 
     def __init__(self, path="data/celeba", data_dir="data", size=64, crop=148, label_attribute="Male", download=False,
-                 binarize="none", dequantize="none", seed=0, device="cpu"):
+                 binarize="none", dequantize="none", resident="auto", memory_budget_gb=None, workers=2, seed=0,
+                 device="cpu"):
         path = Path(path).expanduser().resolve()
         size, crop = positive_int("size", size), positive_int("crop", crop)
         if size > crop:
@@ -71,12 +72,9 @@ class CelebA(IndexedImageData):
         key = {"partition": file_key([path / PARTITION]), "images": images_key, "crop": crop, "size": size,
                "resample": RESAMPLE.name}
         array = cached(data_dir, "celeba", key, (len(files), 3, size, size), lambda out: _decode(files, crop, size, out))
-        with warnings.catch_warnings():  # the cache is read-only, and nothing here writes to the images
-            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-            images = torch.from_numpy(array)
         labels = None if label_attribute is None else table[:, self.attribute_names.index(label_attribute)]
-        super().__init__(images, labels=labels, splits=splits, binarize=binarize, dequantize=dequantize, seed=seed,
-                         device=device)
+        super().__init__(array, labels=labels, splits=splits, binarize=binarize, dequantize=dequantize,
+                         resident=resident, memory_budget_gb=memory_budget_gb, workers=workers, seed=seed, device=device)
         self._attributes = torch.from_numpy(table).to(self.device)
 
     def attributes(self, split, index):

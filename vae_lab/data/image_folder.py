@@ -109,7 +109,8 @@ class ImageFolder(IndexedImageData):
     name what each position and label came from."""
 
     def __init__(self, path, size=64, channels=3, val_size=0.05, test_size=0.05, on_error="skip", data_dir="data",
-                 binarize="none", dequantize="none", seed=0, device="cpu"):
+                 binarize="none", dequantize="none", resident="auto", memory_budget_gb=None, workers=2, seed=0,
+                 device="cpu"):
         size = int(number("size", size, low=1, high=MAX_SIZE, integer=True))
         if type(channels) is not int or channels not in (1, 3):
             raise ConfigError(f"channels={channels!r}: must be 1 (grey) or 3 (RGB)")
@@ -159,9 +160,10 @@ class ImageFolder(IndexedImageData):
                         len(bad), len(files), root, names)
         labels, self.classes = class_labels([relative[i] for i in keep])
         self.files = tuple(relative[i].as_posix() for i in keep)
-        pixels = torch.from_numpy(np.array(images if len(keep) == len(files) else images[keep]))  # (N, C, size, size)
+        pixels = images if len(keep) == len(files) else images[keep]  # (N, C, size, size); a copy when files failed
         super().__init__(pixels, labels=labels, val_size=val_size, test_size=test_size, binarize=binarize,
-                         dequantize=dequantize, seed=seed, device=device)
+                         dequantize=dequantize, resident=resident, memory_budget_gb=memory_budget_gb, workers=workers,
+                         seed=seed, device=device)
 
 
 def _fails(path, size, channels):
