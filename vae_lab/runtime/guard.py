@@ -1,7 +1,7 @@
 """The non-finite guard: one row per training step, kept on the device until the loop looks at it.
 
 `NonFiniteGuard` writes one row per step: the reconstruction term, the KL term, the loss, the penalty's weighted
-terms and the sum of every parameter's gradient. A NaN or Inf among them is reported with its step and its name.
+terms and the largest |entry| of every parameter's gradient. A NaN or Inf among them is reported with its step and its name.
 With `stop` (the default) rows are written without a host sync and checked when the loop calls `problem()` at its
 logging and checkpoint steps, so a run stops before anything computed after a bad step is logged or saved. `skip`
 reads each row at once (one sync per step) and drops a bad step's update. The rows found finite go to the
@@ -31,8 +31,9 @@ class NonFiniteGuard:
         `parts`: the penalty's weighted terms, in the order of the means' names."""
         if self.n == len(self.rows):
             self._check()
-        # A gradient's sum is non-finite when an entry is (or when the sum overflows float32: broken either way).
-        grads = [p.grad.sum() if p.grad is not None else loss.new_zeros(()) for p in self.params]
+        # Each gradient's largest |entry|, non-finite exactly when an entry is; one fused kernel for all of them.
+        grads = torch._foreach_norm([p.grad if p.grad is not None else loss.new_zeros(()) for p in self.params],
+                                    float("inf"))
         row = self.rows[self.n]
         torch.stack([terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean(), loss.detach(),
                      *(parts[n].detach().float() for n in self.means.names[3:]), *grads], out=row)
