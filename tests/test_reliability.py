@@ -296,3 +296,25 @@ def test_checkpoint_restores_every_random_state(tmp_path):
     checkpoint.set_rng_state(checkpoint.load(tmp_path / "c.pt")["rng"], generators)
     for a, b in zip(first, draw()):
         assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_the_guard_names_a_non_finite_gradient_either_way(fused):
+    """The per-parameter sums (CPU) and the fused largest |entry| (what a GPU runs; forced here) find the same bad
+    gradient and name its parameter."""
+    from types import SimpleNamespace
+
+    from vae_lab.runtime.guard import NonFiniteGuard
+    from vae_lab.runtime.means import TrainingMeans
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    means = TrainingMeans((), torch.device("cpu"))
+    guard = NonFiniteGuard(model, skip=False, means=means)
+    guard.fused = fused
+    loss = model(torch.ones(5, 3)).sum()
+    loss.backward()
+    terms = SimpleNamespace(recon_ll=torch.zeros(5), kl=torch.zeros(5, 2))
+    assert guard.record(0, loss, terms, {}, 1.0) and guard.problem(1) is None
+    model[1].weight.grad[0, 1] = float("nan")
+    guard.record(1, loss, terms, {}, 1.0)
+    assert guard.problem(2) == "training diverged at step 2: non-finite gradient of 1.weight"

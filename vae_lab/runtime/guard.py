@@ -1,8 +1,8 @@
 """The non-finite guard: one row per training step, kept on the device until the loop looks at it.
 
 `NonFiniteGuard` writes one row per step: the reconstruction term, the KL term, the loss, the penalty's weighted
-terms and the largest |entry| of every parameter's gradient. A NaN or Inf among them is reported with its step and its name.
-With `stop` (the default) rows are written without a host sync and checked when the loop calls `problem()` at its
+terms and one figure per parameter's gradient (its largest |entry| on a GPU, its sum on a CPU). A NaN or Inf among
+them is reported with its step and its name. With `stop` (the default) rows are written without a host sync and checked when the loop calls `problem()` at its
 logging and checkpoint steps, so a run stops before anything computed after a bad step is logged or saved. `skip`
 reads each row at once (one sync per step) and drops a bad step's update. The rows found finite go to the
 TrainingMeans (vae_lab.runtime.means): the train/ scalars.
@@ -23,6 +23,7 @@ class NonFiniteGuard:
         self.names = [*self.TERMS, *(f"penalty term {n}" for n in means.names[3:]), *(f"gradient of {n}" for n, _ in named)]
         device = self.params[0].device if self.params else torch.device("cpu")
         self.rows = torch.empty(rows, len(self.names), device=device)  # (rows, 3 + parameters)
+        self.fused = device.type == "cuda"  # one kernel for all gradients' checks (scripts/bench.py, README)
         self.n, self.first_step, self.found = 0, 0, None  # rows not yet checked; the step of the first; a problem
         self.means, self.skipped = means, 0
 
@@ -31,9 +32,11 @@ class NonFiniteGuard:
         `parts`: the penalty's weighted terms, in the order of the means' names."""
         if self.n == len(self.rows):
             self._check()
-        # Each gradient's largest |entry|, non-finite exactly when an entry is; one fused kernel for all of them.
-        grads = torch._foreach_norm([p.grad if p.grad is not None else loss.new_zeros(()) for p in self.params],
-                                    float("inf"))
+        grads = [p.grad if p.grad is not None else loss.new_zeros(()) for p in self.params]
+        if self.fused:  # every gradient's largest |entry| in one fused kernel: non-finite exactly when an entry is
+            grads = torch._foreach_norm(grads, float("inf"))
+        else:  # torch's CPU has no fused kernel for that; a sum is non-finite when an entry is (or it overflows)
+            grads = [g.sum() for g in grads]
         row = self.rows[self.n]
         torch.stack([terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean(), loss.detach(),
                      *(parts[n].detach().float() for n in self.means.names[3:]), *grads], out=row)
