@@ -1,0 +1,31 @@
+"""scripts/bench.py's measurements run: each on a tiny config for a step or two, so a renamed attribute or key
+fails here rather than in the first benchmark run on a GPU (how `run.runlog` was found)."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import TINY
+
+pytestmark = pytest.mark.slow
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # bench.py imports plain_loop from there
+_tqdm = os.environ.get("TQDM_DISABLE")
+bench = pytest.importorskip("bench")
+if _tqdm is None:  # bench.py turns progress bars off for its own process: not for the other tests
+    os.environ.pop("TQDM_DISABLE", None)
+
+SMALL = [o for o in TINY if not o.startswith(("trainer.max_steps", "trainer.log_every", "trainer.eval_every",
+                                               "trainer.checkpoint_every"))]
+
+
+def test_the_training_measurements_run():
+    assert bench.vae_train_window(SMALL, 2, "cpu") > 0
+    assert bench.flops_per_step(SMALL, "cpu") > 0
+    figures = bench.variants(SMALL, 1, 2, "cpu")
+    assert set(figures) >= {"fp32_eager_images_per_s", "bf16_vs_fp32_eager", "compile_vs_fp32_eager"}
+
+
+def test_the_other_measurements_run():
+    assert bench.iwae_time(SMALL, 4, "cpu", k=4)["seconds"] > 0
+    assert bench.config_read(1, reads=10)
+    assert bench.matmul_peak("cpu", n=64, reps=1) > 0
