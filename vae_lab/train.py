@@ -29,7 +29,7 @@ from vae_lab.progress import bar
 from vae_lab.results import HEADLINE
 from vae_lab.rundir import Status
 from vae_lab.runtime import checkpoint, resume, sweep
-from vae_lab.runtime.build import build, build_model, build_optimizer, build_scheduler
+from vae_lab.runtime.build import build, build_model, build_optimizer, build_penalty, build_scheduler
 from vae_lab.runtime.config import CONFIG_DIR, check_root, register_resolvers
 from vae_lab.runtime.guard import NonFiniteGuard
 from vae_lab.runtime.interrupt import StopRequest
@@ -47,8 +47,8 @@ class State:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler  # stepped once per training step
-    penalty: torch.nn.Module  # the KL penalty: parameters of its own for adversarial ones (none of vae_lab's)
-    generators: dict  # torch.Generator per random stream: reparameterisation noise, dynamic binarisation
+    penalty: torch.nn.Module  # the KL penalty: parameters and an optimiser of its own for FactorVAE's discriminator
+    generators: dict  # torch.Generator per random stream: reparameterisation noise, dynamic binarisation, the penalty's
     means: TrainingMeans  # the train/ terms' sums over the steps since the last log
     guard: NonFiniteGuard  # its count of skipped steps
     step: int = 0
@@ -109,13 +109,12 @@ def setup(cfg, run_dir):
     steps_per_epoch = math.ceil(data.size("train") / t.batch_size)
     total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
     kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1), optional={"steps_per_epoch": steps_per_epoch})
-    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train"), optional={"prior": model.prior})
-    penalty = penalty.to(device)
-    means = TrainingMeans(penalty.names, device)
+    penalty = build_penalty(cfg, data, model)
+    means = TrainingMeans(penalty.names, device, later=penalty.update_names)
     optimizer = build_optimizer(cfg, model)
     state = State(model, optimizer, build_scheduler(cfg, optimizer, steps_per_epoch), penalty,
                   {name: torch.Generator(device=device).manual_seed(cfg.seed * 7919 + i)
-                   for i, name in enumerate(("noise", "binarize"))},
+                   for i, name in enumerate(("noise", "binarize", "penalty"))},
                   means, NonFiniteGuard(model, t.nonfinite == "skip", means))
     if saved is not None:
         try:
@@ -168,7 +167,7 @@ def train_step(training, x):
     loss.backward()
     if s.guard.record(s.step, loss, terms, parts, weight):  # False: trainer.nonfinite=skip
         s.optimizer.step()
-        s.penalty.update(terms, s.step)
+        s.guard.record_later(s.penalty.update(terms, s.step, s.generators["penalty"]))
     s.scheduler.step()
     s.step += 1
 
