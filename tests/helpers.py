@@ -252,3 +252,36 @@ def write_image_folder(root, per_class, size=32, seed=0, classes=("circles", "sq
             image[shape] = rng.integers(128, 256, 3)
             Image.fromarray(image).save(Path(root) / name / f"{i:05d}.png", compress_level=1)
     return Path(root)
+
+
+# Options whose defaults are too big for a quick test, per group option: FactorVAE's 6 x 1000 discriminator.
+SMALL = {"factor_vae": ["penalty.depth=2", "penalty.width=16"]}
+
+
+def steps_for_every_penalty(root, steps):
+    """{penalty option: the model's and penalty's state and the train/ sums} after `steps` training steps of a tiny run
+    with that penalty, trained by this process and any others started with it (vae_lab.runtime.distributed): what
+    test_distributed compares between two processes and one. The global batch of 30 images of a 255-image training
+    set makes the epoch's last batch (15) split unevenly between two processes."""
+    import torch
+
+    from vae_lab.runtime import distributed
+    from vae_lab.train import batches, setup, train_step
+
+    team = distributed.join(torch.device("cpu"))
+    out = {}
+    try:
+        for penalty in options("penalty"):
+            cfg = compose_config([*TINY, f"penalty={penalty}", *SMALL.get(penalty, []), "dataset.train_size=255",
+                                  "trainer.batch_size=30", f"trainer.max_steps={steps}", "trainer.epochs=2"])
+            training = setup(cfg, Path(root) / penalty, team)
+            for x in batches(training):
+                train_step(training, x)
+            training.state.guard.problem(training.state.step)
+            team.average(training.state.means.sums)
+            out[penalty] = {"model": training.state.model.state_dict(),
+                            "penalty": {k: v for k, v in training.state.penalty.state_dict().items() if k != "_extra_state"},
+                            "sums": training.state.means.sums.clone()}
+    finally:
+        distributed.leave()
+    return out

@@ -1,0 +1,156 @@
+"""One run across several processes (vae_lab.runtime.distributed): two gloo processes take the step one process
+takes on the same global batch, for every penalty; vae-train trainer.devices=2 and torchrun write one run; a signal
+stops both processes with one checkpoint that resumes exactly; a bad config is one line."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from helpers import TINY, compose_config, options, steps_for_every_penalty, trained_run
+
+from vae_lab.checks import ConfigError
+from vae_lab.runtime import distributed
+from vae_lab.runtime.distributed import Team
+from vae_lab.runtime.threads import threads_for
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_rows_share_any_batch_in_order(size):
+    for n in range(12):
+        parts = [Team(r, size).rows(n) for r in range(size)]
+        assert [i for part in parts for i in range(n)[part]] == list(range(n))
+        counts = [len(range(n)[part]) for part in parts]
+        assert max(counts) - min(counts) <= 1
+
+
+def test_the_global_batch_must_divide_among_the_processes():
+    distributed.check_batch(32, 2)
+    with pytest.raises(ConfigError, match=r"trainer.batch_size=33: .* among 2 processes .* trainer.batch_size=32"):
+        distributed.check_batch(33, 2)
+
+
+@pytest.mark.parametrize("nodelist,first", [("gpu07", "gpu07"), ("gpu[03-05,07],cpu1", "gpu03"),
+                                            ("node[12,14]", "node12"), ("a1,b2", "a1")])
+def test_first_host_of_a_slurm_node_list(nodelist, first):
+    assert distributed.first_host(nodelist) == first
+
+
+def test_slurm_tasks_become_ranks(monkeypatch):
+    """Four tasks on two nodes (hydra/launcher=submitit_slurm nodes=2 tasks_per_node=2): task 3 is rank 3, local 1,
+    and every task meets on the first node at the port of its job."""
+    env = {"SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456",
+           "SLURM_JOB_NODELIST": "gpu[03-04]", "SLURM_NTASKS_PER_NODE": "2"}
+    monkeypatch.setattr(os, "environ", env)  # a faked environment, gone after the test
+    assert distributed.environment() == (3, 4, 1)
+    assert env["MASTER_ADDR"] == "gpu03" and env["MASTER_PORT"] == str(20000 + 123456 % 10000)
+    assert env["LOCAL_WORLD_SIZE"] == "2"
+    assert threads_for(None, 16) == (8, "16 cores / 2 processes of this run")
+
+
+def test_one_process_is_no_team(monkeypatch):
+    monkeypatch.setattr(os, "environ", {"PATH": os.environ.get("PATH", "")})
+    assert distributed.environment() == (0, 1, 0)
+    x = torch.arange(6.0)
+    assert Team().gather(x, 6) is x and Team().rows(6) == slice(0, 6)
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_step_of_one_for_every_penalty(tmp_path):
+    """Nine steps (an epoch, its last batch split 7 + 8) of every penalty: the parameters, the penalty's own
+    (FactorVAE's discriminator) and the logged train/ sums of two gloo processes are one process's, to float rounding."""
+    one = steps_for_every_penalty(tmp_path / "one", 9)
+    two = distributed.launch(2, steps_for_every_penalty, str(tmp_path / "two"), 9)
+    assert set(one) == set(options("penalty")) == set(two[0])
+    for penalty in one:
+        for part in ("model", "penalty"):
+            for name, value in one[penalty][part].items():
+                torch.testing.assert_close(two[0][penalty][part][name], value, rtol=1e-4, atol=1e-5,
+                                           msg=lambda m: f"{penalty} {part} {name}: {m}")
+                assert torch.equal(two[0][penalty][part][name], two[1][penalty][part][name]), (penalty, name)
+        torch.testing.assert_close(two[0][penalty]["sums"], one[penalty]["sums"], rtol=1e-4, atol=1e-3)
+
+
+def vae_train(args, cwd, **kwargs):
+    return subprocess.run(["vae-train", *args], cwd=cwd, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.mark.slow
+def test_devices_2_writes_one_run_and_reaches_one_process_elbo(tmp_path):
+    run = tmp_path / "two"
+    done = vae_train([*TINY, "trainer.devices=2", f"hydra.run.dir={run}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run directory:") == 1
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 6]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["status"] == "completed"
+    one = trained_run(tmp_path / "one", TINY).summary
+    assert one["processes"] == 1
+    for key in ("elbo", "recon_nll", "kl"):
+        assert summary[key] == pytest.approx(one[key], rel=1e-4, abs=1e-3), key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+
+
+@pytest.mark.slow
+def test_torchrun_without_a_run_dir_leaves_one_folder(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vae_lab.train",
+                           *TINY], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [p for p in (tmp_path / "outputs" / "runs").glob("*/*")]
+    assert len(runs) == 1, runs
+    assert json.loads((runs[0] / "summary.json").read_text())["processes"] == 2
+    assert done.stdout.count("run directory:") == 1
+
+
+def logged(run_dir):
+    try:
+        return [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    except (FileNotFoundError, ValueError):
+        return []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_both_processes_once_and_the_run_resumes_exactly(tmp_path):
+    longer = [*TINY, "trainer.devices=2", "dataset.binarize=dynamic", "trainer.max_steps=300", "trainer.epochs=100",
+              "trainer.log_every=5", "trainer.eval_every=50", "trainer.checkpoint_every=50"]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    proc = subprocess.Popen(["vae-train", *longer, f"hydra.run.dir={stopped}"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not logged(stopped) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    summary = json.loads((stopped / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["steps"] < 300, summary
+    assert err.count(f"continue with: vae-train resume={stopped}") == 1
+    assert not list(stopped.glob("checkpoints/*.tmp*"))
+
+    done = vae_train([f"resume={stopped}", "trainer.devices=2"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = vae_train([*longer, f"hydra.run.dir={straight}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = (torch.load(d / "checkpoints" / "last.pt", weights_only=True) for d in (straight, stopped))
+    assert a["step"] == b["step"] == 300
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    assert logged(stopped) == logged(straight)
+
+
+@pytest.mark.slow
+def test_a_bad_config_under_two_processes_is_one_line_and_leaves_no_process(tmp_path):
+    marker = tmp_path / "bad-run"
+    done = vae_train(["trainer.devices=2", "dataset=image_folder", f"dataset.path={tmp_path / 'nowhere'}",
+                      f"hydra.run.dir={marker}"], tmp_path)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("vae-train: error: dataset.path=") and "nowhere" in last, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    left = subprocess.run(["pgrep", "-f", str(marker)], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout
