@@ -1,4 +1,5 @@
 """Base class of the `dataset` group, and the uint8 images on the device that its file-backed options hand over."""
+import collections
 import logging
 import math
 import tempfile
@@ -77,10 +78,13 @@ class ImageData:
         """Float images (B, C, H, W) for the positions `index` of `split`; `generator` drives dynamic binarisation."""
         raise NotImplementedError
 
-    def stream(self, split, indices, generator=None):
-        """Float batches for each index tensor that `indices` yields, in order: what the training loop iterates."""
+    def stream(self, split, indices, generator=None, rows=None):
+        """Float batches for each index tensor that `indices` yields, in order: what the training loop iterates.
+        `rows(n)`, a slice, keeps those rows of each batch of n (a process's share of a global batch,
+        vae_lab.runtime.distributed): the random draws are still those of the whole batch."""
         for index in indices:
-            yield self.batch(split, index, generator)
+            x = self.batch(split, index, generator)
+            yield x if rows is None else x[rows(len(index))]
 
     def labels(self, split, index):
         """Class labels (B,) where the dataset has them, else None (used to colour latent scatter plots)."""
@@ -304,18 +308,32 @@ class IndexedImageData(ImageData):
     def batch(self, split, index, generator=None):
         return self._float(self.images_at(self.positions(split, index)), generator)
 
-    def stream(self, split, indices, generator=None):
+    def stream(self, split, indices, generator=None, rows=None):
         """Streamed with workers: each batch gathered as uint8 in a DataLoader worker (positions from here, a few
-        batches ahead), converted to float here, where the draws are; resident, `batch` per index."""
+        batches ahead), converted to float here, where the draws are; resident, `batch` per index. With `rows` a
+        worker gathers only those rows; the others are zeros while the whole batch's random draws are made (each
+        pixel's draw does not depend on the other pixels' values), so the rows kept are those `batch` gives."""
         if self.resident or not self.workers:
-            yield from super().stream(split, indices, generator)
+            yield from super().stream(split, indices, generator, rows)
             return
-        positions = (self.positions(split, index).cpu().numpy() for index in indices)
-        loader = torch.utils.data.DataLoader(Gatherer(self.images), batch_size=None, sampler=positions,
-                                             num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                                             prefetch_factor=4)
+        sizes = collections.deque()  # each batch's size, in the order the loader hands the batches back
+
+        def positions(index):
+            sizes.append(len(index))
+            where = self.positions(split, index).cpu().numpy()
+            return where if rows is None else where[rows(len(index))]
+
+        loader = torch.utils.data.DataLoader(Gatherer(self.images), batch_size=None,
+                                             sampler=(positions(index) for index in indices), num_workers=self.workers,
+                                             pin_memory=self.device.type == "cuda", prefetch_factor=4)
         for x in loader:
-            yield self._float(self._to_device(x), generator)
+            n, x = sizes.popleft(), self._to_device(x)
+            if rows is None:
+                yield self._float(x, generator)
+                continue
+            whole = x.new_zeros((n, *x.shape[1:]))
+            whole[rows(n)] = x
+            yield self._float(whole, generator)[rows(n)]
 
     def labels(self, split, index):
         return None if self._labels is None else self._labels[self.positions(split, index)]
