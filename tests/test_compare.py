@@ -134,6 +134,54 @@ def test_plots(sweep, capsys):
     assert not (sweep / "vs_seed.png").exists()
 
 
+@pytest.fixture
+def study_sweeps(tmp_path):
+    """Two study presets' sweeps as `vae-train -m experiment=locatello_<model> seed=0,1,2` leaves them (each job's
+    overrides: the grid's key from the preset, the experiment, the seed), every run evaluated; one β-TCVAE job
+    killed before its summary."""
+    root = tmp_path / "study"
+    grids = {"locatello_factor_vae": ("penalty.gamma", [10, 40, 100]), "locatello_beta_tcvae": ("kl.beta", [1, 6])}
+    for experiment, (key, grid) in grids.items():
+        for value in grid:
+            for seed in range(3):
+                overrides = [f"{key}={value}", f"experiment={experiment}", f"seed={seed}"]
+                path = root / experiment / f"experiment={experiment},{key}={value}" / f"seed={seed}"
+                write_run_config(path, {"seed": seed}, overrides, {"experiment": experiment, "penalty": "x"})
+                if experiment == "locatello_beta_tcvae" and value == 6 and seed == 2:
+                    continue
+                (path / "summary.json").write_text(json.dumps(completed(10.0, 50.0)))
+                (path / "eval.json").write_text(json.dumps({"mig_dlib": value / 100 + seed / 1000,
+                                                            "mig_dlib_sampled": value / 200, "split": "test"}))
+    return root
+
+
+def test_study_groups_by_model_and_setting(study_sweeps):
+    from vae_lab.compare.plots import models
+
+    runs = [compare.table.Row(p) for p in compare.table.find_runs([study_sweeps])]
+    groups = models(runs)
+    assert set(groups) == {"locatello_factor_vae", "locatello_beta_tcvae"}
+    keys, settings = groups["locatello_factor_vae"]
+    assert keys == ["penalty.gamma"] and list(settings) == ["10", "40", "100"]  # in the order of their values
+    assert [sorted(r.values["seed"] for r in members) for members in settings.values()] == [[0, 1, 2]] * 3
+    keys, settings = groups["locatello_beta_tcvae"]
+    assert keys == ["kl.beta"] and {s: len(m) for s, m in settings.items()} == {"1": 3, "6": 3}
+
+
+def test_study_plots_one_figure_per_eval_measurement(study_sweeps, capsys):
+    compare.main([str(study_sweeps)])
+    out = capsys.readouterr().out
+    for name in ("study_mig_dlib.png", "study_mig_dlib_sampled.png"):
+        assert (study_sweeps / name).read_bytes()[:4] == PNG and f"wrote {study_sweeps / name}" in out
+    assert not (study_sweeps / "study_split.png").exists()  # bookkeeping is not a score
+    assert not list(study_sweeps.glob("study_*elbo*"))  # summary.json's figures are not eval.json's
+
+
+def test_no_study_plot_for_a_grid_of_single_runs(sweep, capsys):
+    compare.main([str(sweep)])
+    assert not list(sweep.glob("study_*.png"))
+
+
 @pytest.mark.parametrize("values,log", [([0.5, 1, 2, 4, 8], True), ([2, 4, 8], False), ([0, 1, 100], False)])
 def test_log_axis_when_values_span_a_decade(values, log):
     assert compare.table.decades(values) == log

@@ -108,10 +108,11 @@ def preset(name):
 
 
 def leaves(tree, prefix=""):
-    """{dotted key: value} of a nested dict; a list is one value."""
+    """{dotted key: value} of a nested dict; a list is one value, and so is a sweeper's `params` (its keys are dotted
+    config keys, e.g. kl.beta, not nested ones)."""
     out = {}
     for key, value in tree.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and f"{prefix}{key}" != "hydra.sweeper.params":
             out.update(leaves(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value

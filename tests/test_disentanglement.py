@@ -17,12 +17,14 @@ import torch
 from vae_lab.data.base import ImageData, unravel_index
 from vae_lab.data.sprites import FACTOR_SIZES, Sprites
 from vae_lab.measure import disentanglement as dis
+from vae_lab.measure.disentanglement.base import sampled
 from vae_lab.measure.disentanglement.beta_vae import beta_vae_score
 from vae_lab.measure.disentanglement.dci import dci, dci_scores
 from vae_lab.measure.disentanglement.factor_vae import factor_vae_score
 from vae_lab.measure.disentanglement.mig_chen import mig_chen
 from vae_lab.measure.disentanglement.mig_dlib import BINS, discrete_mi, discretise, entropy, mig_dlib, mig_dlib_codes
 from vae_lab.measure.disentanglement.sap import sap
+from vae_lab.results import REPRESENTATIONS
 
 SIZES = (3, 6, 10, 8, 8)  # pos-like factors 3 and 4 share a size, so a rotation of them is symmetric
 K = len(SIZES)
@@ -332,7 +334,7 @@ def test_disentanglement_runs_every_metric_and_records_its_protocol():
 
     data = FactorImages()
     out = dis.disentanglement(gaussian_code(identity), data, sizes=TINY, seed=3, progress=False)
-    assert set(out) == {*dis.METRICS, "protocol", "seconds", "sklearn_version", "seed"}
+    assert set(out) == {*dis.METRICS, "protocol", "seconds", "sklearn_version", "seed", "representation"}
     assert out["sklearn_version"] == sklearn.__version__ and out["seed"] == 3
     assert out["protocol"]["factor_vae"] == {**TINY["factor_vae"], "batch": 64}
     assert out["protocol"]["mig_chen"] == TINY["mig_chen"] and out["mig_chen"]["n_images"] == 300
@@ -378,6 +380,50 @@ def test_every_record_fits_its_function_and_its_result():
     for name, metric in dis.METRICS.items():
         assert set(metric.headline) <= set(out["disentanglement"][name]), name
         assert all(isinstance(out[key], float) for key in metric.headlines()), name
+
+
+
+def test_sampled_representation_is_one_draw_of_the_posterior_per_call():
+    """base.sampled: mean + sigma * noise, fresh noise at each call, the same draws for the same seed."""
+    images = torch.zeros(20_000, 1, 1, 2)
+    encode = gaussian_code(lambda v: v + torch.tensor([1.0, -2.0]), sigma=0.5)
+    first = sampled(encode, seed=3)
+    a, b = first(images), first(images)
+    assert not torch.equal(a, b) and torch.equal(a, sampled(encode, seed=3)(images))
+    torch.testing.assert_close(a.mean(0), torch.tensor([1.0, -2.0]), atol=0.02, rtol=0)
+    torch.testing.assert_close(a.std(0), torch.tensor([0.5, 0.5]), atol=0.02, rtol=0)
+
+
+def test_sampled_codes_score_as_their_noise_allows():
+    """Posteriors far narrower than the values' spacing: the sampled code scores as the means do; posteriors as wide
+    as the spacing: its MIG falls, the means' does not."""
+    data = FactorImages()
+    for sigma, same in ((0.01, True), (1.0, False)):
+        encode = gaussian_code(identity, sigma)
+        mean, draw = (dis.disentanglement(encode, data, ["mig_dlib"], TINY, progress=False, representation=r)
+                      for r in REPRESENTATIONS)
+        assert draw["representation"] == "sampled" and mean["representation"] == "mean"
+        if same:
+            assert draw["mig_dlib"]["score"] == pytest.approx(mean["mig_dlib"]["score"], abs=0.02)
+        else:
+            assert draw["mig_dlib"]["score"] < mean["mig_dlib"]["score"] - 0.2, (sigma, draw, mean)
+
+
+def test_headlines_on_both_representations():
+    """representations mean and sampled: every headline twice, the second with _sampled, except Chen's MIG, which
+    samples its own codes and runs once, under its own name."""
+    class Model(torch.nn.Module):
+        def encoder(self, images):
+            return gaussian_code(identity)(images)
+
+    out = dis.headline_results(Model(), FactorImages(), ["mig_dlib", "mig_chen", "sap"], TINY, seed=0,
+                               representations=REPRESENTATIONS)
+    assert list(out) == ["mig_dlib", "mig_chen", "sap", "disentanglement", "mig_dlib_sampled", "sap_sampled",
+                         "disentanglement_sampled"]
+    assert dis.headline_keys(["mig_dlib", "mig_chen", "sap"], REPRESENTATIONS) == [
+        "mig_dlib", "mig_chen", "sap", "mig_dlib_sampled", "sap_sampled"]
+    assert "mig_chen" not in out["disentanglement_sampled"] and "mig_chen" in out["disentanglement"]
+    assert out["disentanglement_sampled"]["representation"] == "sampled"
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from vae_lab.runtime.config import CONFIG_DIR
 
 # every key of eval.json that applies to a sprites run (factors, IWAE on, factorised prior); mig_dlib and sap are the
 # two metrics of TINY_EVAL
-OPTIONAL = {"decomposition_note", "mig_dlib_per_factor"}
+OPTIONAL = {"decomposition_note", "mig_dlib_per_factor", "disentanglement_sampled"}
 KEYS = {*results.MEASURED, *(k.name for k in results.EVALUATION)} - OPTIONAL | {"sap"}
 
 
@@ -148,6 +148,7 @@ def test_bad_checkpoint_exits_with_one_line_and_writes_nothing(breaker, message,
     (["run=RUN", "metrics=[mig,dci]"], "metrics='mig': must be one of mig_dlib"),
     (["run=RUN", "metrics=dci"], "metrics=dci: must be a list"),
     (["run=RUN", "metric_sizes=huge"], "metric_sizes='huge': must be one of"),
+    (["run=RUN", "representation=median"], "representation='median': must be one of"),
     (["run=RUN", "metric_sizes={dci:{n_trees:5}}"], "metric_sizes.dci='n_trees': must be one of"),
 ])
 def test_bad_arguments_exit_with_one_line(args, message, run_dir, tmp_path):
@@ -183,3 +184,18 @@ def test_every_disentanglement_metric_on_small_samples(run_dir, tmp_path, capsys
         assert 0.0 <= result[key] <= 1.0, key
     assert result["disentanglement"]["sklearn_version"]
     assert "dci_disentanglement" in capsys.readouterr().out
+
+
+def test_both_representations(run_dir, tmp_path, capsys):
+    """representation=both: each metric's headline on the posterior means and, keyed _sampled, on one z ~ q(z|x)
+    per image, with the whole results under disentanglement and disentanglement_sampled; the rest of eval.json as
+    with the means alone."""
+    run = _copy_run(run_dir, tmp_path)
+    evaluate.main([f"run={run}", *TINY_EVAL, "pictures=false", "representation=both"])
+    result = json.loads((run / "eval.json").read_text())
+    assert set(result) == KEYS | {"disentanglement_sampled", "mig_dlib_sampled", "sap_sampled"}
+    assert result["representation"] == "both" and result["disentanglement_sampled"]["representation"] == "sampled"
+    assert set(result["disentanglement_sampled"]["protocol"]) == {"mig_dlib", "sap"}
+    for key in ("mig_dlib_sampled", "sap_sampled"):
+        assert 0.0 <= result[key] <= 1.0, key
+    assert "sap_sampled" in capsys.readouterr().out

@@ -7,6 +7,7 @@ from torch import distributions as D
 
 from vae_lab import kl_schedules as S
 from vae_lab import penalties as P
+from vae_lab.checks import ConfigError
 from vae_lab.likelihoods import Bernoulli, ContinuousBernoulli, Gaussian, Laplace
 from vae_lab.model import VAE, Terms, objective
 from vae_lab.priors import Prior, StandardNormal
@@ -158,19 +159,27 @@ def test_dip_penalties_against_their_covariance():
     mean = torch.randn(500, 3, generator=g) @ torch.tensor([[1.0, 0.5, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.3]])
     log_var = torch.full((500, 3), -1.0)
     kl = torch.zeros(500, 3)
-    cov = torch.cov(mean.T)
+    cov = torch.cov(mean.T, correction=0)  # divided by B, as disentanglement_lib's E[mu mu^T] - E[mu] E[mu]^T
     od = (cov.pow(2).sum() - cov.diagonal().pow(2).sum()).item()
-    _, one = P.DIP("i", lambda_od=2.0, lambda_d=3.0)(_terms(kl, mean, log_var), 1.0, 0)
+    _, one = P.DIP("i", lambda_od=2.0, lambda_d_factor=1.5)(_terms(kl, mean, log_var), 1.0, 0)
     assert one["dip_off_diagonal"].item() == pytest.approx(2.0 * od, rel=1e-5)
     assert one["dip_diagonal"].item() == pytest.approx(3.0 * (cov.diagonal() - 1).pow(2).sum().item(), rel=1e-5)
-    _, two = P.DIP("ii", lambda_od=2.0, lambda_d=3.0)(_terms(kl, mean, log_var), 1.0, 0)
+    _, two = P.DIP("ii", lambda_od=2.0, lambda_d_factor=1.5)(_terms(kl, mean, log_var), 1.0, 0)
     cov2 = cov + torch.diag(torch.full((3,), math.exp(-1.0)))  # + E[diag sigma^2]
     assert two["dip_off_diagonal"].item() == pytest.approx(2.0 * od, rel=1e-5)  # off-diagonal unchanged
     assert two["dip_diagonal"].item() == pytest.approx(3.0 * (cov2.diagonal() - 1).pow(2).sum().item(), rel=1e-5)
     # a code with the prior's covariance pays nothing
     white = torch.randn(20000, 3, generator=g)
-    _, w = P.DIP("i", lambda_od=1.0, lambda_d=1.0)(_terms(torch.zeros(20000, 3), white, log_var[:1].expand(20000, 3)), 1.0, 0)
+    _, w = P.DIP("i", lambda_od=1.0, lambda_d_factor=1.0)(_terms(torch.zeros(20000, 3), white, log_var[:1].expand(20000, 3)), 1.0, 0)
     assert w["dip_off_diagonal"].item() < 0.01 and w["dip_diagonal"].item() < 0.01
+
+
+def test_dip_diagonal_weight_is_a_factor_of_the_off_diagonal_one():
+    """disentanglement_lib's DIPVAE: lambda_d = lambda_d_factor * lambda_od; the old absolute key is refused by name."""
+    assert P.DIP("i", lambda_od=5.0, lambda_d_factor=10.0).lambda_d == 50.0
+    assert P.DIP("ii", lambda_od=20.0, lambda_d_factor=1.0).lambda_d == 20.0
+    with pytest.raises(ConfigError, match="lambda_d=100.0: replaced by lambda_d_factor"):
+        P.DIP("i", lambda_od=10.0, lambda_d=100.0)
 
 
 @pytest.mark.parametrize("cls", [S.Constant, S.Linear])
@@ -197,6 +206,40 @@ def test_tcvae_with_unit_weights_is_the_elbo_objective_up_to_estimator_error():
     # beta weights only the total correlation
     part4, parts4 = P.TCVAE(dataset_size=10_000)(terms, 4.0, 0)
     torch.testing.assert_close(part4 - part, 3 * parts4["beta_tc"] / 4)
+
+
+def test_tcvae_analytic_is_disentanglement_libs_beta_tcvae():
+    """kl_estimate=analytic with alpha = gamma = 1 and mws: the analytic KL + (beta - 1) * TC, the TC as
+    disentanglement_lib's total_correlation (methods/unsupervised/vae.py) computes it, whose log-sum-exps drop the
+    constant log(N M) of each density: (D - 1) log(N M) apart, the same gradient."""
+    g = torch.Generator().manual_seed(1)
+    m, d, n, beta = 64, 4, 10_000, 6.0
+    mean = torch.randn(m, d, generator=g).requires_grad_()
+    log_var = (torch.randn(m, d, generator=g) * 0.3 - 1).requires_grad_()
+    eps = torch.randn(m, d, generator=g)
+
+    def terms():
+        z = mean + (0.5 * log_var).exp() * eps
+        return Terms(torch.zeros(m), StandardNormal(d).kl(mean, log_var, z), mean, log_var, None, z)
+
+    tcvae = P.TCVAE(alpha=1.0, gamma=1.0, estimator="mws", kl_estimate="analytic", dataset_size=n)
+    assert tcvae.names == P.TCVAE.ANALYTIC_NAMES
+    part, parts = tcvae(terms(), beta, 0)
+    assert set(parts) == set(tcvae.names) and parts["alpha_minus_1_mi"] == 0 and parts["gamma_minus_1_dimwise_kl"] == 0
+    t = terms()
+    log_q = D.Normal(t.mean[None], (0.5 * t.log_var[None]).exp()).log_prob(t.z[:, None])  # (M, M, D): [j, i, l]
+    dlib_tc = (torch.logsumexp(log_q.sum(2), 1) - torch.logsumexp(log_q, 1).sum(1)).mean()
+    analytic_kl = (0.5 * (t.mean**2 + t.log_var.exp() - t.log_var - 1).sum(1)).mean()
+    dlib = analytic_kl + (beta - 1) * dlib_tc
+    torch.testing.assert_close(part, dlib + (beta - 1) * (d - 1) * math.log(n * m))
+    ours = torch.autograd.grad(part, (mean, log_var))
+    theirs = torch.autograd.grad(dlib, (mean, log_var))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    # the same objective as the three estimates: they differ by the analytic KL minus its single-sample estimate
+    sampled, _ = P.TCVAE(alpha=1.0, gamma=1.0, estimator="mws", dataset_size=n)(t, beta, 0)
+    single = (D.Normal(t.mean, (0.5 * t.log_var).exp()).log_prob(t.z) - D.Normal(0.0, 1.0).log_prob(t.z)).sum(1).mean()
+    torch.testing.assert_close(part - sampled, analytic_kl - single, rtol=1e-4, atol=1e-4)
 
 
 def test_burda_learning_rate_schedule_in_epochs():

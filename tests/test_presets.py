@@ -67,6 +67,53 @@ SOURCES = {
     "tomczak_standard": {**TOMCZAK, "prior._target_": "vae_lab.priors.StandardNormal"},
 }
 
+# Locatello et al. 2019's six models, written down from google-research/disentanglement_lib at commit 86a644d, not
+# read from the presets: (the values each fixes, the key it sweeps, its grid). Grids and fixed values:
+# config/unsupervised_study_v1/sweep.py, get_default_models (line numbers below); the shared settings are
+# SOURCES["locatello"] (model_configs/shared.gin); the objectives: methods/unsupervised/vae.py, whose KL weight is 1
+# for every model but the beta-VAE.
+STUDY = {
+    "locatello_beta_vae": (  # sweep.py:55-57, vae.beta; vae.py BetaVAE
+        {"penalty._target_": "vae_lab.penalties.KL"}, "kl.beta", [1, 2, 4, 6, 8, 16]),
+    "locatello_annealed_vae": (  # sweep.py:61-65: gamma 1000, iteration_threshold 100000, c_max; vae.py AnnealedVAE
+        {"penalty._target_": "vae_lab.penalties.Capacity", "penalty.gamma": 1000, "penalty.ramp_steps": 100_000,
+         "kl.beta": 1}, "penalty.c_max", [5, 10, 25, 50, 75, 100]),
+    "locatello_factor_vae": (  # sweep.py:70-75, factor_vae.gamma; shared.gin:31-36, the discriminator's Adam;
+        # methods/shared/architectures.py, fc_discriminator: 6 dense layers of 1000 units
+        {"penalty._target_": "vae_lab.penalties.FactorVAE", "penalty.depth": 6, "penalty.width": 1000,
+         "penalty.lr": 1e-4, "penalty.betas": [0.5, 0.9], "kl.beta": 1}, "penalty.gamma", [10, 20, 30, 40, 50, 100]),
+    "locatello_dip_vae_i": (  # sweep.py:79-84: lambda_od, lambda_d_factor 10, dip_type i
+        {"penalty._target_": "vae_lab.penalties.DIP", "penalty.variant": "i", "penalty.lambda_d_factor": 10,
+         "kl.beta": 1}, "penalty.lambda_od", [1, 2, 5, 10, 20, 50]),
+    "locatello_dip_vae_ii": (  # sweep.py:89-94: lambda_od, lambda_d_factor 1, dip_type ii
+        {"penalty._target_": "vae_lab.penalties.DIP", "penalty.variant": "ii", "penalty.lambda_d_factor": 1,
+         "kl.beta": 1}, "penalty.lambda_od", [1, 2, 5, 10, 20, 50]),
+    "locatello_beta_tcvae": (  # sweep.py:99-101, beta_tc_vae.beta; vae.py BetaTCVAE: analytic KL + (beta - 1) * TC,
+        # the TC by minibatch-weighted sampling (total_correlation)
+        {"penalty._target_": "vae_lab.penalties.TCVAE", "penalty.alpha": 1, "penalty.gamma": 1,
+         "penalty.estimator": "mws", "penalty.kl_estimate": "analytic"}, "kl.beta", [1, 2, 4, 6, 8, 10]),
+}
+
+
+def test_the_study_presets_are_the_six_models():
+    assert set(STUDY) == {name for name in options("experiment") if name.startswith("locatello_")}
+
+
+@pytest.mark.parametrize("name", sorted(STUDY))
+def test_study_preset_holds_disentanglement_libs_values_and_grid(name):
+    """The shared settings, the model's fixed values, and its grid as the sweeper's params, so that
+    `vae-train -m experiment=<name> seed=0,1,2` runs the grid for each seed."""
+    fixed, key, grid = STUDY[name]
+    cfg = compose_config([f"experiment={name}"], return_hydra_config=True)
+    for k, value in {**SOURCES["locatello"], **fixed}.items():
+        found = OmegaConf.select(cfg, k, default="<missing>")
+        assert (OmegaConf.to_container(found) if OmegaConf.is_config(found) else found) == value, (name, k)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    assert list(params) == [key], name
+    assert [float(v) for v in str(params[key]).split(",")] == grid, name
+    assert OmegaConf.select(cfg, key) in grid  # a run without -m takes one of the grid's values
+    build("penalty", cfg.penalty, dataset_size=1000, optional={"latent_dim": cfg.latent_dim})  # the values are legal
+
 
 def test_every_published_preset_has_its_source_here():
     assert set(SOURCES) <= set(options("experiment"))

@@ -94,7 +94,7 @@ ROOT_KEYS = ["latent_dim", "seed", "device", "trainer.epochs", "trainer.max_step
 OPTION_KEYS = {"kl=linear": ["kl.start", "kl.warmup_steps"], "kl=cyclical": ["kl.n_cycles", "kl.ratio"],
                "penalty=capacity": ["penalty.gamma", "penalty.c_max", "penalty.ramp_steps"],
                "penalty=free_bits": ["penalty.free_nats"], "penalty=tcvae": ["penalty.alpha", "penalty.gamma"],
-               "penalty=dip_i": ["penalty.lambda_od", "penalty.lambda_d"],
+               "penalty=dip_i": ["penalty.lambda_od", "penalty.lambda_d_factor"],
                "likelihood=gaussian": ["likelihood.sigma", "likelihood.learn_sigma"],
                "likelihood=laplace": ["likelihood.sigma", "likelihood.learn_sigma"], "encoder=conv": ["encoder.fc"],
                "dataset=sprites": ["dataset.train_size", "dataset.val_size", "dataset.test_size"],

@@ -17,13 +17,14 @@ from vae_lab.checks import DEVICES, ConfigError, choice, first_line, number, pos
 from vae_lab.measure.disentanglement import METRICS, PRESETS, headline_keys, headline_results
 from vae_lab.measure.elbo import measure
 from vae_lab.measure.pictures import log_pictures
-from vae_lab.results import MEASURE, MEASURED, MEASUREMENT
+from vae_lab.results import MEASURE, MEASURED, MEASUREMENT, REPRESENTATIONS
 from vae_lab.runtime import checkpoint
 from vae_lab.runtime.build import build, build_model
 from vae_lab.runtime.config import CONFIG_DIR, EvalConfig, check_schema
 from vae_lab.runtime.logbook import Logbook
 
 PROG = "vae-eval"
+BOTH = "both"  # representation=both: the metrics on every one of REPRESENTATIONS
 
 
 def options(argv):
@@ -75,7 +76,13 @@ def options(argv):
                     positive_int(f"metric_sizes.{name}.{key}", value)
     else:
         choice("metric_sizes", sizes, PRESETS)
+    choice("representation", opts.representation, (*REPRESENTATIONS, BOTH))
     return opts
+
+
+def representations(opts):
+    """The codes the disentanglement metrics score, in order: vae_lab.results.REPRESENTATIONS, or one of them."""
+    return REPRESENTATIONS if opts.representation == BOTH else (opts.representation,)
 
 
 def _quoted(arg):
@@ -119,7 +126,7 @@ def evaluate(opts):
     if data.factor_names and opts.metrics:
         sizes = opts.metric_sizes
         sizes = OmegaConf.to_container(sizes) if OmegaConf.is_dict(sizes) else sizes
-        result.update(headline_results(model, data, list(opts.metrics), sizes, seed))
+        result.update(headline_results(model, data, list(opts.metrics), sizes, seed, representations(opts)))
     evaluate_s = time.perf_counter() - start
     logbook = Logbook(run_dir)
     logbook.result("test", result, step)
@@ -129,7 +136,8 @@ def evaluate(opts):
                             seed=seed)
     result = {"run": str(run_dir), "checkpoint": rundir.checkpoint(run_dir, opts.checkpoint).name, "step": step,
               "split": "test", "prior": type(model.prior).__name__,
-              "kl_estimate": "analytic" if model.prior.analytic_kl else "single-sample Monte-Carlo", **result,
+              "kl_estimate": "analytic" if model.prior.analytic_kl else "single-sample Monte-Carlo",
+              "representation": opts.representation, **result,
               "figures": [str(p.relative_to(run_dir)) for p in pngs],
               "evaluate_s": evaluate_s, "wall_s": time.perf_counter() - start}
     logbook.summary(result, rundir.EVAL)
@@ -151,7 +159,7 @@ def table(r):
             text = format(value, key.fmt) + (ANNOTATIONS[key.name](r) if key.name in ANNOTATIONS else "")
         rows.append((LABELS[key.name](r) if key.name in LABELS else key.name, text))
     rows[-1:-1] = [("kl per dim, sorted", "  ".join(f"z{j} {v:.2f}" for j, v in r["kl_per_dim_sorted"][:10])),
-                   *((k, f"{r[k]:.3f}") for k in headline_keys(METRICS) if k in r and k not in MEASURED)]
+                   *((k, f"{r[k]:.3f}") for k in headline_keys(METRICS, REPRESENTATIONS) if k in r and k not in MEASURED)]
     width = max(len(k) for k, _ in rows)
     head = (f"{r['run']}: {r['checkpoint']} (step {r['step']}), {r['images']} test images, nats per image, "
             f"{r['wall_s']:.1f} s")

@@ -93,46 +93,71 @@ class TCVAE(Penalty):
     sampling, or mws, minibatch-weighted sampling) over the batch, with N the training set's size, and the
     dimension-wise KL against the prior's own p(z_j), so it needs a factorised prior. With α = β = γ = 1 the
     objective is the ELBO's, up to the estimators' error.
+
+    The three estimates sum to the single-sample KL, log q(z|x) − log p(z) (the log q(z) terms cancel), so the same
+    objective can be written as KL + (α − 1) · MI + (β − 1) · TC + (γ − 1) · dim-KL. `kl_estimate: analytic` does so
+    with the closed-form KL: disentanglement_lib's β-TCVAE (methods/unsupervised/vae.py, BetaTCVAE: the analytic KL
+    + (β − 1) · TC, with α = γ = 1 and the minibatch-weighted TC). Its expectation is the same as `sampled`'s; its
+    variance is lower, the KL's Monte-Carlo noise gone.
     """
 
-    names = ("alpha_mi", "beta_tc", "gamma_dimwise_kl")
+    names = ("alpha_mi", "beta_tc", "gamma_dimwise_kl")  # kl_estimate: analytic logs ANALYTIC_NAMES
 
-    def __init__(self, alpha=1.0, gamma=1.0, estimator="mss", dataset_size=None, prior=None):
+    ANALYTIC_NAMES = ("kl_penalty", "alpha_minus_1_mi", "beta_minus_1_tc", "gamma_minus_1_dimwise_kl")
+
+    def __init__(self, alpha=1.0, gamma=1.0, estimator="mss", kl_estimate="sampled", dataset_size=None, prior=None):
         super().__init__(dataset_size)
         self.alpha = number("alpha", alpha, low=0)
         self.gamma = number("gamma", gamma, low=0)
         self.estimator = choice("estimator", estimator, ESTIMATORS)
+        self.kl_estimate = choice("kl_estimate", kl_estimate, ("sampled", "analytic"))
         number("dataset_size", dataset_size, low=2, integer=True)
         if prior is not None and not prior.factorised:
             raise ConfigError(f"needs a factorised prior for its dimension-wise KL: {type(prior).__name__} is not "
                               "one; use prior=normal")
         # a bound method, not the prior module itself, so that the prior's weights stay out of this state_dict
         self.log_prob_per_dim = standard_normal_log_prob if prior is None else prior.log_prob_per_dim
+        if self.kl_estimate == "analytic":
+            self.names = self.ANALYTIC_NAMES
 
     def forward(self, terms, weight, step):
         mi, tc, dim_kl = minibatch_terms(terms.z, terms.mean, terms.log_var, self.dataset_size, self.estimator,
                                          self.log_prob_per_dim)
-        parts = {"alpha_mi": self.alpha * mi, "beta_tc": weight * tc, "gamma_dimwise_kl": self.gamma * dim_kl}
+        if self.kl_estimate == "sampled":
+            parts = {"alpha_mi": self.alpha * mi, "beta_tc": weight * tc, "gamma_dimwise_kl": self.gamma * dim_kl}
+        else:
+            parts = {"kl_penalty": terms.kl.sum(1).mean(), "alpha_minus_1_mi": (self.alpha - 1) * mi,
+                     "beta_minus_1_tc": (weight - 1) * tc, "gamma_minus_1_dimwise_kl": (self.gamma - 1) * dim_kl}
         return sum(parts.values()), parts
 
 
 class DIP(Penalty):
     """DIP-VAE (Kumar et al. 2018, eqs. 6-7): w · KL + λ_od Σ_{i≠j} C_ij² + λ_d Σ_i (C_ii − 1)², where C is the
     batch covariance of the posterior means (DIP-VAE-I) or of the aggregate posterior (DIP-VAE-II:
-    Cov[μ] + E[diag σ²])."""
+    Cov[μ] + E[diag σ²]), and λ_d = `lambda_d_factor` · λ_od.
+
+    As disentanglement_lib (methods/unsupervised/vae.py, DIPVAE and compute_covariance_z_mean): λ_d is a factor
+    times λ_od (its study: 10 for DIP-VAE-I, 1 for DIP-VAE-II), so a sweep over λ_od keeps their ratio; and C is
+    E[μμᵀ] − E[μ]E[μ]ᵀ over the batch, i.e. divided by B, not B − 1.
+    """
 
     names = ("kl_penalty", "dip_off_diagonal", "dip_diagonal")
 
-    def __init__(self, variant="i", lambda_od=10.0, lambda_d=100.0, dataset_size=None):
+    def __init__(self, variant="i", lambda_od=10.0, lambda_d_factor=10.0, lambda_d=None, dataset_size=None):
         super().__init__(dataset_size)
+        if lambda_d is not None:  # the absolute key of configs written before lambda_d_factor
+            raise ConfigError(f"lambda_d={lambda_d}: replaced by lambda_d_factor (lambda_d = lambda_d_factor * "
+                              "lambda_od, as disentanglement_lib); set penalty.lambda_d_factor to lambda_d / lambda_od "
+                              "instead")
         self.variant = choice("variant", variant, ("i", "ii"))
         self.lambda_od = number("lambda_od", lambda_od, low=0)
-        self.lambda_d = number("lambda_d", lambda_d, low=0)
+        self.lambda_d_factor = number("lambda_d_factor", lambda_d_factor, low=0)
+        self.lambda_d = self.lambda_d_factor * self.lambda_od
 
     def forward(self, terms, weight, step):
         mean = terms.mean  # (B, D)
         centred = mean - mean.mean(0, keepdim=True)
-        cov = centred.T @ centred / max(mean.shape[0] - 1, 1)  # (D, D), Cov_batch[E_q(z|x) z]
+        cov = centred.T @ centred / mean.shape[0]  # (D, D), Cov_batch[E_q(z|x) z], over B as disentanglement_lib
         if self.variant == "ii":
             cov = cov + torch.diag(terms.log_var.exp().mean(0))  # + E_x[Cov_q(z|x) z]
         diag = torch.diagonal(cov)

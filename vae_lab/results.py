@@ -10,7 +10,8 @@ Torch-free: vae-compare reads hundreds of runs with it. Every key has a role:
 
 Keys stay top-level in the JSON files, with these names, because scripts read them by name. Each disentanglement
 metric adds its headline measurements to eval.json as `metric_key(metric, part)` (the parts are in its record,
-vae_lab.measure.disentanglement) and its whole result under `disentanglement`.
+vae_lab.measure.disentanglement) and its whole result under `disentanglement`; on sampled codes the same keys end in
+`_sampled` (`disentanglement_sampled`).
 """
 from typing import NamedTuple
 
@@ -85,6 +86,8 @@ split                 bookkeeping s   -                  test
 prior                 bookkeeping s   -                  the prior's class
 kl_estimate           bookkeeping s   -                  analytic, or the single-sample Monte-Carlo estimate
 disentanglement       detail      s   -                  each metric's whole result, its protocol, seconds and scikit-learn version
+representation        bookkeeping s   -                  mean | sampled | both: the codes the disentanglement metrics scored
+disentanglement_sampled detail    s   -                  as disentanglement, on one z ~ q(z|x) per image (representation sampled or both)
 figures               bookkeeping s   -                  the PNG files written, relative to the run directory
 evaluate_s            bookkeeping .1f -                  seconds spent measuring
 wall_s                bookkeeping .1f -                  seconds from start to end
@@ -102,6 +105,12 @@ MEASURED = tuple(k.name for k in MEASURE)
 def names(keys, role):
     """The names of `keys` that have `role`, in order."""
     return tuple(k.name for k in keys if k.role == role)
+
+
+# The codes a disentanglement metric can score (vae-eval's `representation`): the posterior means, the field's
+# convention, or one z ~ q(z|x) per image; disentanglement_lib scores every model on both
+# (config/unsupervised_study_v1/postprocess_configs/mean.gin, sampled.gin).
+REPRESENTATIONS = ("mean", "sampled")
 
 
 def metric_key(metric, part=None, representation="mean"):

@@ -1,4 +1,5 @@
-"""vae-compare's plots: the rate-distortion plane, and each measurement against every numeric swept key, as PNGs."""
+"""vae-compare's plots: the rate-distortion plane, each measurement against every numeric swept key, and a study's
+distributions over seeds per model and setting (Locatello et al. 2019's figures), as PNGs."""
 import math
 
 from vae_lab.compare.table import columns, decades, differing, finite, fmt, label, sort_key
@@ -25,7 +26,61 @@ def plot(runs, out_dir):
         if measured and len(set(xs)) > 1 and all(finite(x) for x in xs):
             written.append(against(plt, done, key, [k for k in keys if k != key], measured,
                                    out_dir / f"vs_{key.replace('/', '_')}.png"))
+    groups = models(done)
+    if len(groups) > 1 or any(len(members) > 1 for _, settings in groups.values() for members in settings.values()):
+        for column in (c for c in measured if c.startswith("eval/")):  # eval.json's: the study's scores
+            written.append(study(plt, groups, column, out_dir / f"study_{column.removeprefix('eval/')}.png"))
     return written
+
+
+def model(run):
+    """What a run trained, as a study names it: its `experiment` option (a preset such as locatello_factor_vae),
+    else its `penalty` option, else "runs"."""
+    return run.values.get("experiment") or run.values.get("penalty") or "runs"
+
+
+def models(runs):
+    """{model: (keys, {setting: [runs]})}, models in the order they first appear and settings in the order of their
+    values: `keys` are the overrides that differ among the model's runs, the seed and the experiment left out, and a
+    run's setting its value of the one key (or key=value of several; "all" where none differs), so that each
+    setting's runs are its seeds."""
+    by_model = {}
+    for r in runs:
+        by_model.setdefault(model(r), []).append(r)
+    out = {}
+    for name, members in by_model.items():
+        keys = [k for k in differing(members) if k not in ("seed", "experiment")]
+        settings = {}
+        for r in sorted(members, key=lambda r: [sort_key(r.overrides.get(k)) for k in keys]):
+            setting = fmt(r.overrides.get(keys[0])) if len(keys) == 1 else label(r, keys) if keys else "all"
+            settings.setdefault(setting, []).append(r)
+        out[name] = (keys, settings)
+    return out
+
+
+def study(plt, groups, column, path):
+    """`column` over the seeds of each setting, one panel per model: a box over the seeds and every seed a dot, the
+    shape of Locatello et al. 2019's figures (their violins need more than the few seeds a run here has)."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(3.2 * len(groups), 4.5), 3.4), squeeze=False, sharey=True)
+    for ax, (name, (keys, settings)) in zip(axes.flat, groups.items()):
+        values = [[r.values[column] for r in members if finite(r.values.get(column))] for members in settings.values()]
+        at = [i for i, v in enumerate(values) if v]
+        if at:
+            ax.boxplot([values[i] for i in at], positions=at, widths=0.5, showfliers=False,
+                       medianprops={"color": "black"})
+        for i in at:
+            spread = [0.0] if len(values[i]) == 1 else [0.24 * (2 * j / (len(values[i]) - 1) - 1)
+                                                         for j in range(len(values[i]))]
+            ax.plot([i + d for d in spread], values[i], "o", ms=3.5, alpha=0.7, color="tab:blue", zorder=3)
+        ax.set_xticks(range(len(settings)), list(settings), rotation=45 if max(map(len, settings)) > 6 else 0,
+                      fontsize=8)
+        ax.set(title=name, xlabel=keys[0] if len(keys) == 1 else "setting", xlim=(-0.6, len(settings) - 0.4))
+    axes.flat[0].set_ylabel(column)
+    fig.suptitle(f"{column} over seeds, per model and setting", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def rate_distortion(plt, runs, keys, path):

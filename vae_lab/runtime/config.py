@@ -112,6 +112,7 @@ class EvalConfig:
     pictures: bool = required()
     metrics: Any = required()  # a list of names, checked against the metrics' records
     metric_sizes: Any = required()  # quick | full | {metric: {size: value}}
+    representation: str = required()  # mean | sampled | both
 
 
 def check_schema(schema, cfg, required_hint):

@@ -29,11 +29,14 @@ class Metric(NamedTuple):
     headline: tuple
     needs_log_var: bool = False
 
-    def headlines(self):
-        """{eval.json key: the part of the result it holds}, a metric with one headline keyed by its own name."""
+    def headlines(self, representation="mean"):
+        """{eval.json key: the part of the result it holds}, a metric with one headline keyed by its own name, on
+        `representation` of the code (vae_lab.results.REPRESENTATIONS). A metric that needs the log-variances samples
+        its own codes from q(z|x) whatever the representation: its keys have no suffix."""
+        representation = "mean" if self.needs_log_var else representation
         if len(self.headline) == 1:
-            return {metric_key(self.name): self.headline[0]}
-        return {metric_key(self.name, part): part for part in self.headline}
+            return {metric_key(self.name, None, representation): self.headline[0]}
+        return {metric_key(self.name, part, representation): part for part in self.headline}
 
 
 def as_numpy(x):
@@ -41,6 +44,21 @@ def as_numpy(x):
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float64).numpy()
     return np.asarray(x, dtype=np.float64)
+
+
+def sampled(encode, seed):
+    """images -> one z ~ q(z|x) per image, mean + exp(log_var / 2) * noise, fresh noise at every call from a generator
+    seeded with `seed`: disentanglement_lib's sampled representation (postprocessing/methods.py,
+    sampled_representation; config/unsupervised_study_v1/postprocess_configs/sampled.gin)."""
+    generators = {}
+
+    def represent(images):
+        mean, log_var = (torch.as_tensor(t) for t in encode(images))
+        g = generators.setdefault(mean.device, torch.Generator(device=mean.device).manual_seed(seed))
+        noise = torch.randn(mean.shape, generator=g, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * log_var) * noise
+
+    return represent
 
 
 def check_factors(data):
