@@ -175,6 +175,14 @@ def split_sizes(n, val_size, test_size):
     return tuple(counts)
 
 
+def seeded_splits(n, val_size, test_size, seed):
+    """{split: positions} of n images: a seeded permutation puts `test_size` of them in test, `val_size` in val and the
+    rest in train (`split_sizes`)."""
+    val, test = split_sizes(n, val_size, test_size)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    return {"test": order[:test], "val": order[test : test + val], "train": order[test + val :]}
+
+
 def available_memory(device):
     """Bytes free for the images on `device`: torch.cuda.mem_get_info's free memory on a GPU, /proc/meminfo's
     MemAvailable otherwise (unbounded where there is no /proc/meminfo)."""
@@ -273,11 +281,8 @@ class IndexedImageData(ImageData):
         super().__init__(binarize=binarize, seed=seed, device=device)
         self._check_dequantize(dequantize)
         self.workers = int(number("workers", workers, low=0, integer=True))
-        n = len(images)
         if splits is None:
-            val, test = split_sizes(n, val_size, test_size)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
-            splits = {"test": order[:test], "val": order[test : test + val], "train": order[test + val :]}
+            splits = seeded_splits(len(images), val_size, test_size, self.seed)
         self.resident = keep_resident(resident, images.nbytes, memory_budget_gb, self.device)
         splits = {k: torch.as_tensor(splits[k], dtype=torch.long) for k in SPLITS}
         self._index = {k: index.to(self.device) for k, index in splits.items()}
