@@ -9,7 +9,7 @@ from helpers import TINY, compose_config, grid_overrides, options
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.rundir import NOT_TRAINED
-from vae_lab.runtime.build import build, build_model
+from vae_lab.runtime.build import build, build_model, build_penalty
 from vae_lab.runtime.config import CONFIG_DIR
 
 # every config group of configs/config.yaml's defaults list (a new group is tested the moment it is added there),
@@ -38,7 +38,7 @@ def test_option_builds_and_runs_a_batch(group, option):
     model = build_model(cfg, data)
     optimizer = build("optimizer", cfg.optimizer)(model.parameters())
     schedule = build("kl", cfg.kl, total_steps=10)
-    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train"))
+    penalty = build_penalty(cfg, data, model)
     from vae_lab.model import objective
 
     terms = model(data.batch("train", torch.arange(8)))
@@ -46,6 +46,8 @@ def test_option_builds_and_runs_a_batch(group, option):
     assert set(parts) == set(penalty.names)
     loss.backward()
     optimizer.step()
+    figures = penalty.update(terms, 3, torch.Generator().manual_seed(0))
+    assert set(figures) == set(penalty.update_names) and all(torch.isfinite(v) for v in figures.values())
     assert terms.recon_ll.shape == (8,) and torch.isfinite(loss)
 
 

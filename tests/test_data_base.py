@@ -133,6 +133,14 @@ def test_streamed_batches_are_the_resident_ones_bit_for_bit(tmp_path, draws):
         for a, b in zip(out[True], streamed):
             assert torch.equal(a, b)
     assert torch.equal(out[True][0], out[True][len(index)]) is (not draws or draws.get("binarize") == "static")
+    for data in made.values():  # one process's rows of each global batch (several processes): the same rows
+        g = torch.Generator().manual_seed(9)
+        [data.batch("train", i, g) for i in index]  # the draws of the batches above, to reach the same state
+
+        def rows(n):
+            return slice(n // 3, n // 3 + 5)
+        for whole, part in zip(out[True][len(index) :], data.stream("train", iter(index), g, rows=rows), strict=True):
+            assert torch.equal(whole[rows(len(whole))], part)
 
 
 def test_a_stream_gathers_ahead_in_threads_into_reused_buffers_and_ends_them(tmp_path, monkeypatch):

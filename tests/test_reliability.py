@@ -318,3 +318,28 @@ def test_the_guard_names_a_non_finite_gradient_either_way(fused):
     model[1].weight.grad[0, 1] = float("nan")
     guard.record(1, loss, terms, {}, 1.0)
     assert guard.problem(2) == "training diverged at step 2: non-finite gradient of 1.weight"
+
+
+def test_the_guard_checks_a_penalty_updates_figures_and_averages_them():
+    """FactorVAE's discriminator loss and accuracy come after the VAE's step: they join the step's row, are averaged
+    as train/ scalars, and a non-finite one stops the run like any other term."""
+    from types import SimpleNamespace
+
+    from vae_lab.runtime.guard import NonFiniteGuard
+    from vae_lab.runtime.means import TrainingMeans
+
+    model = torch.nn.Linear(3, 2)
+    means = TrainingMeans(("gamma_tc",), torch.device("cpu"), later=("discriminator_loss",))
+    guard = NonFiniteGuard(model, skip=False, means=means)
+    loss = model(torch.ones(5, 3)).sum()
+    loss.backward()
+    terms = SimpleNamespace(recon_ll=torch.zeros(5), kl=torch.zeros(5, 2))
+    for step, figure in enumerate((1.0, 3.0)):
+        guard.record(step, loss, terms, {"gamma_tc": torch.tensor(0.5)}, 1.0)
+        guard.record_later({"discriminator_loss": torch.tensor(figure)})
+    assert guard.problem(2) is None
+    logged = means.pop()
+    assert logged["discriminator_loss"] == 2.0 and logged["gamma_tc"] == 0.5
+    guard.record(2, loss, terms, {"gamma_tc": torch.tensor(0.5)}, 1.0)
+    guard.record_later({"discriminator_loss": torch.tensor(float("inf"))})
+    assert guard.problem(3) == "training diverged at step 3: non-finite penalty update's discriminator_loss"

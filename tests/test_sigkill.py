@@ -18,11 +18,24 @@ KILL_SEED = 0  # the default draw of kill steps; VAE_LAB_KILL_SEED overrides it
 
 
 def args(data_dir):
-    """Grey-level digits with dynamic binarisation and a KL warm-up, so every random state and the step matter."""
+    """Grey-level digits with dynamic binarisation, a KL warm-up and FactorVAE's penalty (a discriminator with its
+    own optimiser and random permutations), so every random state, every set of parameters and the step matter."""
     return ["dataset=mnist", f"data_dir={data_dir}", "dataset.val_size=100", "dataset.binarize=dynamic",
-            "kl=linear", "kl.warmup_steps=30", "encoder.hidden=[32]", "decoder.hidden=[32]", "latent_dim=4",
+            "kl=linear", "kl.warmup_steps=30", "penalty=factor_vae", "penalty.depth=2", "penalty.width=32",
+            "encoder.hidden=[32]", "decoder.hidden=[32]", "latent_dim=4",
             "trainer.batch_size=32", f"trainer.max_steps={STEPS}", "trainer.epochs=100", "trainer.log_every=1",
             "trainer.eval_every=2", "trainer.checkpoint_every=3", "eval.max_images=64", "device=cpu"]
+
+
+def identical(a, b):
+    """Nested dicts, lists and tensors equal bit for bit."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(identical(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(identical, a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    return a == b
 
 
 def logged_steps(run_dir):
@@ -73,7 +86,9 @@ def test_sigkill_three_times_then_resume_is_bit_identical(tmp_path, idx_data_dir
     assert a["step"] == b["step"] == STEPS, context
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), f"{context}: {name}"
-    assert torch.equal(a["rng"]["generators"]["binarize"], b["rng"]["generators"]["binarize"]), context
+    assert identical(a["penalty"], b["penalty"]), context  # the discriminator and its Adam
+    for name, state in a["rng"]["generators"].items():
+        assert torch.equal(state, b["rng"]["generators"][name]), f"{context}: generator {name}"
 
     lines = [(straight / "metrics.jsonl").read_text().splitlines(), (killed / "metrics.jsonl").read_text().splitlines()]
     assert [json.loads(l)["step"] for l in lines[1]] == list(range(2, STEPS + 1, 2)), context

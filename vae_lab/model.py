@@ -26,24 +26,32 @@ class VAE(nn.Module):
         self.encoder, self.decoder, self.likelihood, self.prior = encoder, decoder, likelihood, prior
         prior.bind_encoder(encoder)  # a prior defined through the encoder (VampPrior) keeps it; others ignore it
 
-    def forward(self, x, generator=None):
+    def forward(self, x, generator=None, noise=None):
+        """The ELBO's terms for the images x (B, C, H, W); the reparameterisation noise is `noise` (B, D) when given
+        (the training loop draws it for a whole global batch), else drawn from `generator`."""
         mean, log_var = (t.float() for t in self.encoder(x))  # ELBO terms in fp32 even under bf16 autocast
         # Reparameterisation (Kingma & Welling 2014, eq. 10): z = mu + sigma * eps, eps ~ N(0, I)
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype) if noise is None else noise
         z = mean + (0.5 * log_var).exp() * eps
         params = self.decoder(z).float()
         return Terms(self.likelihood.log_prob(x, params), self.prior.kl(mean, log_var, z), mean, log_var, params, z)
 
 
-def objective(terms, penalty, weight, step, recon_scale=1.0):
+def objective(terms, penalty, weight, step, recon_scale=1.0, batch=None, share=None):
     """(loss, {name: weighted penalty term}): the loss minimised is the mean over images of
     -log p(x|z) * recon_scale plus the penalty on the KL (vae_lab.penalties) given the schedule's weight.
 
     recon_scale is 1 for loss.reduction=sum (the ELBO's own weighting) and 1/pixels for `mean`, which is
     the same as multiplying the KL weight by the number of pixels.
+
+    With several processes `terms` are this process's rows of the global batch and `batch` the whole batch's terms,
+    which the penalty sees; `share` (processes / images in the batch) makes the sum over this process's rows its
+    part of the batch mean, so that the mean over processes that DistributedDataParallel takes of the gradients is
+    the gradient of one process's loss, whatever the rows each process holds.
     """
-    part, parts = penalty(terms, weight, step)
-    return -terms.recon_ll.mean() * recon_scale + part, parts
+    part, parts = penalty(terms if batch is None else batch, weight, step)
+    recon = terms.recon_ll.mean() if batch is None else terms.recon_ll.sum() * share
+    return -recon * recon_scale + part, parts
 
 
 @contextmanager

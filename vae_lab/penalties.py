@@ -23,11 +23,14 @@ class Penalty(nn.Module):
     `forward(terms, weight, step)` returns (scalar loss part, {name: scalar tensor}): the weighted terms it added,
     logged as train/<name> (their sum is the loss part). `names` lists those names, fixed when it is built, so
     that the loop can keep them on the device with the other per-step terms. A penalty with parameters of its
-    own (an adversarial one, such as FactorVAE's discriminator) trains them in `update(terms, step)`, which the
-    loop calls after each optimiser step of the VAE; its state_dict is saved in the checkpoint.
+    own (an adversarial one, such as FactorVAE's discriminator) trains them in `update(terms, step, generator)`,
+    which the loop calls after each optimiser step of the VAE with the penalty's own random stream (saved in the
+    checkpoint with the others); it returns {name: scalar tensor} for the names in `update_names`, logged as
+    train/<name> too. The penalty's state_dict (parameters and optimiser) is saved in the checkpoint.
     """
 
     names: tuple = ("kl_penalty",)
+    update_names: tuple = ()
 
     def __init__(self, dataset_size=None):
         super().__init__()
@@ -36,8 +39,9 @@ class Penalty(nn.Module):
     def forward(self, terms, weight, step):
         raise NotImplementedError
 
-    def update(self, terms, step):
-        """Called after each optimiser step; penalties without parameters of their own do nothing."""
+    def update(self, terms, step, generator=None):
+        """Called after each optimiser step of the VAE; penalties without parameters of their own do nothing."""
+        return {}
 
 
 class KL(Penalty):
@@ -136,6 +140,84 @@ class DIP(Penalty):
                  "dip_off_diagonal": self.lambda_od * (cov.pow(2).sum() - diag.pow(2).sum()),
                  "dip_diagonal": self.lambda_d * (diag - 1).pow(2).sum()}
         return sum(parts.values()), parts
+
+
+class FactorVAE(Penalty):
+    """FactorVAE (Kim & Mnih 2018, eq. 2): w · KL + γ · TC, the total correlation estimated with the density-ratio
+    trick by a discriminator D on the codes: TC(z) ≈ E_q(z)[log D(z) − log(1 − D(z))], the mean over the batch of
+    the difference of D's two logits (eq. 3; disentanglement_lib methods/unsupervised/vae.py, FactorVAE.model_fn).
+
+    D is trained in `update()` to tell codes z ~ q(z) (class 0) from the same batch's codes with each dimension
+    permuted across the batch (class 1, samples of the product of q's marginals; Kim & Mnih's Algorithm 1,
+    `shuffle_codes` in disentanglement_lib): cross-entropy with both halves weighted ½, its own Adam. We follow
+    disentanglement_lib in permuting the batch the VAE trained on, at the same step, rather than the paper's second
+    batch: the second batch would need a second data path through the loop, and disentanglement_lib's study is what
+    results are compared against. D's parameters before this step score the VAE's codes, as there.
+
+    D (methods/shared/architectures.py, fc_discriminator; the paper's Appendix A): `depth` fully connected layers
+    of `width` units with leaky ReLU (slope 0.2), then 2 logits; Glorot-uniform weights and zero biases as TF's
+    dense layers start. Its optimiser: Adam(lr, betas), disentanglement_lib's 1e-4, (0.5, 0.9).
+    The VAE's gradient never reaches D (D scores the VAE's codes with its parameters detached) and D's step
+    never touches the VAE (it trains on detached codes). With γ = 0 the loss is the KL penalty's exactly.
+    """
+
+    names = ("kl_penalty", "gamma_tc")
+    update_names = ("discriminator_loss", "discriminator_accuracy")
+
+    def __init__(self, gamma=40.0, depth=6, width=1000, lr=1e-4, betas=(0.5, 0.9), latent_dim=None,
+                 dataset_size=None):
+        super().__init__(dataset_size)
+        self.gamma = number("gamma", gamma, low=0)
+        depth, width = number("depth", depth, low=1, integer=True), number("width", width, low=1, integer=True)
+        number("latent_dim", latent_dim, low=1, integer=True)
+        layers, size = [], latent_dim
+        for _ in range(depth):
+            layers += [nn.Linear(size, width), nn.LeakyReLU(0.2)]
+            size = width
+        self.discriminator = nn.Sequential(*layers, nn.Linear(size, 2))
+        for layer in self.discriminator:
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        betas = tuple(betas) if betas is not None and len(betas) == 2 else None
+        if betas is None or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"betas={betas}: two numbers in [0, 1), e.g. [0.5, 0.9]")
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=number("lr", lr, low=0), betas=betas)
+
+    def total_correlation(self, z):
+        """The batch mean of D's logit difference on z, with D's parameters detached: the VAE's TC estimate."""
+        params = {name: p.detach() for name, p in self.discriminator.named_parameters()}
+        logits = torch.func.functional_call(self.discriminator, params, (z,)).float()
+        return (logits[:, 0] - logits[:, 1]).mean()
+
+    def forward(self, terms, weight, step):
+        parts = {"kl_penalty": weight * terms.kl.sum(1).mean(), "gamma_tc": self.gamma * self.total_correlation(terms.z)}
+        return sum(parts.values()), parts
+
+    def update(self, terms, step, generator=None):
+        z = terms.z.detach().float()
+        permuted = permute_dims(z, generator)
+        logits = self.discriminator(torch.cat([z, permuted]))
+        target = torch.cat([z.new_zeros(len(z), dtype=torch.long), z.new_ones(len(z), dtype=torch.long)])
+        loss = nn.functional.cross_entropy(logits, target)  # ½ mean over each half: the halves are the same size
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        accuracy = (logits.detach().argmax(1) == target).float().mean()
+        return {"discriminator_loss": loss.detach(), "discriminator_accuracy": accuracy}
+
+    def get_extra_state(self):
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def set_extra_state(self, state):
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def permute_dims(z, generator=None):
+    """z (B, D) with each column permuted across the batch independently: a sample of the product of the marginals
+    of the codes' distribution (Kim & Mnih 2018, Algorithm 1). One draw of B × D uniforms from `generator`."""
+    order = torch.rand(z.shape, generator=generator, device=z.device).argsort(0)
+    return z.gather(0, order)
 
 
 # ---- the β-TCVAE's minibatch estimates of the KL decomposition (vae_lab.measure.decomposition: over all images)

@@ -48,7 +48,7 @@ LAST, BEST = "last", "best"  # the checkpoints: the latest, and the one of the b
 # Keys that say how, where or how often a run is carried out, not what is trained. One list for: sweep directory
 # names (with the seed, which has its own level there), matching a config when resuming, and the HParams tab.
 NOT_TRAINED = ("resume", "device", "threads", "objective", "data_dir", "trainer.log_every", "trainer.eval_every",
-               "trainer.checkpoint_every", "trainer.stop_at_step", "eval.batch_size")
+               "trainer.checkpoint_every", "trainer.stop_at_step", "trainer.devices", "eval.batch_size")
 MAX_NAME = 240  # bytes of a sweep job's directory name; file systems allow 255 per path component
 
 

@@ -81,10 +81,13 @@ class ImageData:
         """Float images (B, C, H, W) for the positions `index` of `split`; `generator` drives dynamic binarisation."""
         raise NotImplementedError
 
-    def stream(self, split, indices, generator=None):
-        """Float batches for each index tensor that `indices` yields, in order: what the training loop iterates."""
+    def stream(self, split, indices, generator=None, rows=None):
+        """Float batches for each index tensor that `indices` yields, in order: what the training loop iterates.
+        `rows(n)`, a slice, keeps those rows of each batch of n (a process's share of a global batch,
+        vae_lab.runtime.distributed): the random draws are still those of the whole batch."""
         for index in indices:
-            yield self.batch(split, index, generator)
+            x = self.batch(split, index, generator)
+            yield x if rows is None else x[rows(len(index))]
 
     def labels(self, split, index):
         """Class labels (B,) where the dataset has them, else None (used to colour latent scatter plots)."""
@@ -344,22 +347,36 @@ class IndexedImageData(ImageData):
     def batch(self, split, index, generator=None):
         return self._float(self.images_at(self.positions(split, index)), generator)
 
-    def stream(self, split, indices, generator=None):
+    def stream(self, split, indices, generator=None, rows=None):
         """Resident: `batch` per index. Streamed: the positions looked up on the CPU, each batch gathered from the memory
         map by `workers` threads a few batches ahead (`gathered_ahead`), or by this thread when workers is 0, and
-        converted to float here, where the draws are."""
+        converted to float here, where the draws are. With `rows` only those rows are gathered; the others are zeros
+        while the whole batch's random draws are made (each pixel's draw does not depend on the other pixels' values),
+        so the rows kept are those `batch` gives."""
         if self.resident:
-            yield from super().stream(split, indices, generator)
+            yield from super().stream(split, indices, generator, rows)
             return
-        host = self._host_index[split]
-        positions = (host[torch.as_tensor(index).cpu()].numpy() for index in indices)
+        host, sizes = self._host_index[split], collections.deque()  # each batch's size, in the order they come back
+
+        def positions(index):
+            where = host[torch.as_tensor(index).cpu()].numpy()
+            sizes.append(len(where))
+            return where if rows is None else where[rows(len(where))]
+
+        wanted = (positions(index) for index in indices)
         if self.workers:
-            uint8 = gathered_ahead(self.images, positions, self.device, self.workers, AHEAD)
+            uint8 = gathered_ahead(self.images, wanted, self.device, self.workers, AHEAD)
         else:
-            uint8 = (self._to_device(gather(self.images, where)) for where in positions)
+            uint8 = (self._to_device(gather(self.images, where)) for where in wanted)
         with contextlib.closing(uint8):  # stopped early (a signal, stop_at_step): the threads end here
             for x in uint8:
-                yield self._float(x, generator)
+                n = sizes.popleft()
+                if rows is None:
+                    yield self._float(x, generator)
+                    continue
+                whole = x.new_zeros((n, *x.shape[1:]))
+                whole[rows(n)] = x
+                yield self._float(whole, generator)[rows(n)]
 
     def labels(self, split, index):
         return None if self._labels is None else self._labels[self.positions(split, index)]

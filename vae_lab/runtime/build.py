@@ -59,6 +59,14 @@ def build_model(cfg, data):
     return model
 
 
+def build_penalty(cfg, data, model):
+    """The `penalty` group's option for `model` trained on `data` (its training set's size, the model's prior and
+    latent size where the class takes them), on the model's device."""
+    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train"),
+                    optional={"prior": model.prior, "latent_dim": cfg.latent_dim})
+    return penalty.to(next(model.parameters()).device)
+
+
 def build_scheduler(cfg, optimizer, steps_per_epoch):
     """The `scheduler` group's partial finished with the optimizer (and steps_per_epoch where the class takes it)."""
     make = build("scheduler", cfg.scheduler, optional={"steps_per_epoch": steps_per_epoch})

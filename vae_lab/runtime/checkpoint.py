@@ -44,7 +44,8 @@ def set_rng_state(state, generators):
     kind, keys, *rest = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     for name, g in generators.items():
-        g.set_state(state["generators"][name])
+        if name in state["generators"]:  # a stream added since the checkpoint was written (the penalty's) starts fresh
+            g.set_state(state["generators"][name])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

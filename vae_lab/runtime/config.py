@@ -49,6 +49,7 @@ class Trainer:
     precision: str = required()
     compile: bool = required()
     nonfinite: str = required()
+    devices: int = required()
 
 
 @dataclass
@@ -180,7 +181,7 @@ def check_root(cfg):
     choice("trainer.precision", t.precision, ("fp32", "bf16"))
     choice("trainer.compile", t.compile, (False, True))
     choice("trainer.nonfinite", t.nonfinite, ("stop", "skip"))
-    for key in ("batch_size", "eval_every", "log_every", "checkpoint_every"):
+    for key in ("batch_size", "eval_every", "log_every", "checkpoint_every", "devices"):
         positive_int(f"trainer.{key}", t[key])
     if cfg.eval.max_images is not None:
         positive_int("eval.max_images", cfg.eval.max_images)

@@ -20,7 +20,9 @@ class NonFiniteGuard:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.params = [p for _, p in named]
         self.n_terms = len(means.names)
-        self.names = [*self.TERMS, *(f"penalty term {n}" for n in means.names[3:]), *(f"gradient of {n}" for n, _ in named)]
+        self.parts = means.names[3 : self.n_terms - len(means.later)]  # the penalty's terms; then its update's figures
+        self.names = [*self.TERMS, *(f"penalty term {n}" for n in self.parts),
+                      *(f"penalty update's {n}" for n in means.later), *(f"gradient of {n}" for n, _ in named)]
         device = self.params[0].device if self.params else torch.device("cpu")
         self.rows = torch.empty(rows, len(self.names), device=device)  # (rows, 3 + parameters)
         self.fused = device.type == "cuda"  # one kernel for all gradients' checks (scripts/bench.py, README)
@@ -38,8 +40,9 @@ class NonFiniteGuard:
         else:  # torch's CPU has no fused kernel for that; a sum is non-finite when an entry is (or it overflows)
             grads = [g.sum() for g in grads]
         row = self.rows[self.n]
+        later = [loss.new_zeros(())] * len(self.means.later)  # written by record_later() once the update has run
         torch.stack([terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean(), loss.detach(),
-                     *(parts[n].detach().float() for n in self.means.names[3:]), *grads], out=row)
+                     *(parts[n].detach().float() for n in self.parts), *later, *grads], out=row)
         if self.skip and not bool(row.isfinite().all()):
             self.skipped += 1
             return False
@@ -47,6 +50,12 @@ class NonFiniteGuard:
         self.n += 1
         self.means.count_step(weight)
         return True
+
+    def record_later(self, figures):
+        """The penalty update's figures ({name: scalar tensor}) of the step recorded last, checked with its row."""
+        if figures:
+            start = self.n_terms - len(self.means.later)
+            self.rows[self.n - 1, start : self.n_terms] = torch.stack([figures[n].detach().float() for n in self.means.later])
 
     def _check(self):
         """Hand the rows written since the last check to the means, or keep an account of the first bad one."""

@@ -5,11 +5,12 @@ import torch
 
 
 class TrainingMeans:
-    """Sums of the per-step terms (recon_ll, kl, loss, then the penalty's terms) and of the KL weight over the
-    checked steps since the last `pop()`."""
+    """Sums of the per-step terms (recon_ll, kl, loss, then the penalty's terms, then the figures its update()
+    returns, `later`) and of the KL weight over the checked steps since the last `pop()`."""
 
-    def __init__(self, names, device):
-        self.names = ("recon_ll", "kl", "loss", *names)
+    def __init__(self, names, device, later=()):
+        self.names = ("recon_ll", "kl", "loss", *names, *later)
+        self.later = tuple(later)
         self.sums = torch.zeros(len(self.names), device=device)
         self.count, self.weight_sum = 0, 0.0
 

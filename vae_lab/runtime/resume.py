@@ -73,6 +73,9 @@ def resumed_config(run_dir, cfg, overrides):
     Any other override must agree with the saved config: resuming never silently drops or applies a change.
     """
     saved = rundir.config(run_dir, key="resume")
+    for key in NOT_TRAINED:  # a key added since the run was started (trainer.devices): this command's value
+        if OmegaConf.select(saved, key, default=None) is None and OmegaConf.select(cfg, key, default=None) is not None:
+            OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
     mine, theirs = resolved(cfg, cfg), resolved(saved, cfg)
     for override in overrides:
         key = override.lstrip("~+").split("=", 1)[0]

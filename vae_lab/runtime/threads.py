@@ -19,7 +19,12 @@ def cores():
 
 
 def threads_for(launcher, n_cores):
-    """(threads, why) for a job under the Hydra launcher config `launcher`; threads None keeps torch's default."""
+    """(threads, why) for a job under the Hydra launcher config `launcher`, or for one of the processes training a
+    run together on this machine (LOCAL_WORLD_SIZE, set by torchrun and by trainer.devices); threads None keeps
+    torch's default."""
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if processes > 1:
+        return max(n_cores // processes, 1), f"{n_cores} cores / {processes} processes of this run"
     target = str((launcher or {}).get("_target_", ""))
     if target.endswith("JoblibLauncher"):  # n_jobs processes at once; joblib: -1 is all cores, -2 all but one, ...
         n = launcher.get("n_jobs") or 1
