@@ -13,7 +13,8 @@ instead of the fused Adam (`optimizer.fused=null`). The first ratio is what a us
 own overhead. The kernel and data-path choices vae_lab makes are timed against their alternatives: Adam
 (`optimizer_step`), settings read as plain values (`config_read`), sprites scattered into the canvas
 (`sprites_batch`) and the data indexed in memory (`ratio_vs_dataloader`). `streaming` times a cache bigger than
-the memory budget gathered from its memory map (dataset.resident=false) against the same cache held resident.
+the memory budget gathered from its memory map (dataset.resident=false) against the same cache held resident, from
+the page cache and from the disk (its docstring says what each figure means).
 
 Every time is taken by scripts/plain_loop.py's `timed`, which synchronises CUDA before and after. Start-up and the
 sprites grid's memory are measured in fresh processes (scripts/probes.py). scripts/parity.py trains both loops to
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,7 +44,7 @@ from omegaconf import OmegaConf
 from plain_loop import PlainConvVAE, PlainVAE, step, timed
 from vae_train_config import MLP, config
 
-from vae_lab.data.base import IndexedImageData
+from vae_lab.data.base import IndexedImageData, available_memory
 from vae_lab.data.npz import write_npz
 from vae_lab.data.sprites import IMAGE, PATCH
 from vae_lab.measure.iwae import iwae_nll
@@ -318,22 +320,26 @@ def sprites_memory(device):
     return json.loads(out) | {"target_peak_mb": 600}
 
 
-def rss_anon_mb(pid="self"):
-    """A process's own anonymous resident memory (RssAnon): unlike RSS, without the memory-mapped file's pages that
+def rss_anon_mb():
+    """This process's own anonymous resident memory (RssAnon): unlike RSS, without the memory-mapped file's pages that
     the OS caches."""
-    with open(f"/proc/{pid}/status") as f:
+    with open("/proc/self/status") as f:
         return int(next(line for line in f if line.startswith("RssAnon")).split()[1]) / 1024
 
 
-def children():
-    """Process ids of this process's children (the DataLoader workers)."""
-    tasks = Path("/proc/self/task")
-    return [pid for task in tasks.iterdir() for pid in (task / "children").read_text().split()]
+def evict(path):
+    """Drop the file's pages from the OS page cache (posix_fadvise DONTNEED; no root needed for clean pages), so that
+    the next read comes from the disk. Pages mapped by a live memory map stay."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
 
 
 def synthetic_mpi3d(folder, n, chunk=8192):
     """An uncompressed MPI3D npz of n random RGB 64x64 images (written a chunk at a time from a memory map), and the
-    dataset overrides that read it on a grid of n = 10 x 10 x ... images."""
+    dataset overrides that read it on a grid of n = 10 x 10 x 10 x n/1000 images (n a multiple of 1,000)."""
     rng = np.random.default_rng(0)
     images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 64, 64, 3))
     for start in range(0, n, chunk):
@@ -341,59 +347,79 @@ def synthetic_mpi3d(folder, n, chunk=8192):
     path = write_npz(folder / "mpi3d_toy.npz", {"images": images}, compress=False)
     del images
     (folder / "images.npy").unlink()
-    sizes = [10, 10, 10, 10, n // 10_000, 1, 1]
+    sizes = [10, 10, 10, n // 1000, 1, 1, 1]
     return ["dataset=mpi3d", f"dataset.path={path}", f"dataset.factor_sizes=[{','.join(map(str, sizes))}]",
-            f"data_dir={folder}", "dataset.val_size=1000", "dataset.test_size=1000"]
+            f"data_dir={folder}", "dataset.val_size=0.02", "dataset.test_size=0.02"]
+
+
+def quartiles(values):
+    """(q1, median, q3) of the values; a single value for all three."""
+    return tuple(statistics.quantiles(values, n=4)) if len(values) > 1 else tuple(values) * 3
 
 
 def streaming(n, rounds, steps, device, batch_size=64):
-    """A cache of n RGB 64x64 images (n a multiple of 10,000) bigger than the memory budget: the loader's own images/s
-    (dataset.stream gathering in DataLoader workers), vae-train's images/s of locatello_conv with the images streamed
-    and resident, and the anonymous memory (RssAnon) of this process and its workers while streaming."""
+    """A cache of n RGB 64x64 images (n a multiple of 1,000) four times the memory budget: the loader's own images/s
+    (dataset.stream, gathering in its threads) from the page cache and, its pages evicted first, from the disk; its
+    first batch; vae-train's images/s of locatello_conv with the images streamed and resident, in paired rounds; and
+    this process's anonymous memory (RssAnon) while streaming. The cache was just written, so unless the machine is
+    short of memory the page cache holds it: the warm loader and training figures are then gathers from memory, the
+    case of a cache smaller than the machine's memory after the first epoch; `loader_cold_images_per_s` is the disk.
+    On a CPU `resident=true` indexes a tensor over the same memory map, on a GPU a copy held in its memory."""
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         dataset = synthetic_mpi3d(Path(tmp), n)
         conv = [*dataset, "encoder=locatello_conv", "decoder=locatello_conv", f"trainer.batch_size={batch_size}"]
         # converts into the cache once; the memory map stays on disk, whatever the device
         data = build("dataset", config([*dataset, "dataset.resident=false"]).dataset)
-        cache_gb = data.images.nbytes / 2**30
+        cache, cache_gb = data.images.filename, data.images.nbytes / 2**30
         budget_gb = cache_gb / 4
-        before = rss_anon_mb()
-        streamed = IndexedImageData(data.images, resident="auto", memory_budget_gb=budget_gb, device=device)
         del data
+        before = rss_anon_mb()
+        streamed = IndexedImageData(np.load(cache, mmap_mode="r"), resident="auto", memory_budget_gb=budget_gb,
+                                    device=device)
         order = streamed.epoch_order("train", 0, seed=0)
         index = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
-        peak = {"main": 0.0, "workers": 0.0}
+        peak = 0.0
 
-        def loader():
-            images = 0
-            for x in streamed.stream("train", iter(index)):
+        def loader(batches):
+            nonlocal peak
+            images, stream, started = 0, streamed.stream("train", iter(batches)), time.perf_counter()
+            first = len(next(stream))
+            first_s = time.perf_counter() - started
+            for i, x in enumerate(stream):
                 images += len(x)
-                if images % (50 * batch_size) == 0:
-                    peak["main"] = max(peak["main"], rss_anon_mb())
-                    peak["workers"] = max(peak["workers"], sum(rss_anon_mb(pid) for pid in children()))
-            return images
-        loader_rates = [images / seconds for images, seconds in (timed(loader, device) for _ in range(2))]
+                if i % 50 == 0:
+                    peak = max(peak, rss_anon_mb())
+            return first_s, images + first
+        (first_s, images), seconds = timed(lambda: loader(index), device)  # an epoch
+        streamed.images = None  # the memory map closed, so that its pages can be evicted
+        evict(cache)
+        streamed.images = np.load(cache, mmap_mode="r")
+        cold = index[: max(1, len(index) // 10)]  # a tenth of an epoch: the disk is slow
+        (_, cold_images), cold_s = timed(lambda: loader(cold), device)
         windows = {"streamed": [], "resident": []}
         for _ in range(rounds):
             for name, resident in (("streamed", "false"), ("resident", "true")):
                 windows[name].append(vae_train_window([*conv, f"dataset.resident={resident}"], steps, device))
+    q1, median, q3 = quartiles([a / b for a, b in zip(windows["streamed"], windows["resident"])])
     return {"images": n, "cache_gb": cache_gb, "budget_gb": budget_gb, "resident_decided": streamed.resident,
-            "loader_images_per_s": max(loader_rates), "loader_epoch_images": len(index) * batch_size,
+            "mem_available_gb": available_memory(torch.device("cpu")) / 2**30, "workers": streamed.workers,
+            "loader_images_per_s": images / seconds, "loader_first_batch_ms": 1000 * first_s,
+            "loader_cold_images_per_s": cold_images / cold_s, "loader_epoch_images": len(index) * batch_size,
             "streamed_train_images_per_s": statistics.median(windows["streamed"]),
             "resident_train_images_per_s": statistics.median(windows["resident"]),
-            "paired_streamed_vs_resident": statistics.median(a / b for a, b in zip(windows["streamed"], windows["resident"])),
-            "rss_anon_mb_before": before, "rss_anon_mb_peak_main": peak["main"],
-            "rss_anon_mb_peak_workers": peak["workers"], "workers": streamed.workers}
+            "paired_streamed_vs_resident": median, "paired_streamed_vs_resident_q1": q1,
+            "paired_streamed_vs_resident_q3": q3, "windows": rounds, "steps": steps,
+            "rss_anon_mb_before": before, "rss_anon_mb_peak": peak}
 
 
-def measurements(quick, dev, only=None, streaming_images=100_000):
+def measurements(quick, dev, only=None, streaming_images=500_000):
     """(name, figures) of each measurement in turn; the throughputs first, the slow ones last."""
     # Many short rounds rather than a few long ones: this shared machine drifts by tens of % within a minute.
     rounds, slow_rounds = (3, 2) if quick else (15, 7)  # slow_rounds: the conv model and the compile variant
     yield "machine", {"device": torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({os.cpu_count()} cores)",
                       "torch": torch.__version__, "threads": torch.get_num_threads()}
     if only == "streaming":
-        yield "streaming", streaming(streaming_images, slow_rounds, 10 if quick else 20, dev)
+        yield "streaming", streaming(streaming_images, 3 if quick else slow_rounds, 10 if quick else 20, dev)
         return
 
     cfg = config(MLP)
@@ -439,7 +465,7 @@ def measurements(quick, dev, only=None, streaming_images=100_000):
                                  "share": memory["ms_per_batch"] / step_ms}
     if dev == "cpu":
         yield "startup", startup(2 if quick else 3)
-    yield "streaming", streaming(streaming_images, slow_rounds, 10 if quick else 20, dev)
+    yield "streaming", streaming(streaming_images, 3 if quick else slow_rounds, 10 if quick else 20, dev)
 
 
 def main():
@@ -447,8 +473,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer, shorter windows (3 to 5 minutes on 2 CPU cores)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--only", choices=["streaming"], help="only this measurement (and the machine's description)")
-    ap.add_argument("--streaming-images", type=int, default=100_000,
-                    help="images (a multiple of 10,000) in streaming's synthetic cache: 100,000 are 1.2 GB on /tmp")
+    ap.add_argument("--streaming-images", type=int, default=500_000,
+                    help="images (a multiple of 1,000) in streaming's synthetic cache: 500,000 take 6.1 GB on /tmp "
+                         "twice (the npz and its cache)")
     args = ap.parse_args()
     records = []
     for name, figures in measurements(args.quick, args.device, args.only, args.streaming_images):

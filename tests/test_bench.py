@@ -29,3 +29,11 @@ def test_the_other_measurements_run():
     assert bench.iwae_time(SMALL, 4, "cpu", k=4)["seconds"] > 0
     assert bench.config_read(1, reads=10)
     assert bench.matmul_peak("cpu", n=64, reps=1) > 0
+
+
+def test_the_streaming_measurement_runs():
+    figures = bench.streaming(2000, 1, 1, "cpu", batch_size=16)
+    assert figures["resident_decided"] is False and figures["budget_gb"] < figures["cache_gb"]
+    assert min(figures[k] for k in ("loader_images_per_s", "loader_cold_images_per_s", "streamed_train_images_per_s",
+                                    "resident_train_images_per_s", "rss_anon_mb_peak")) > 0
+    assert figures["paired_streamed_vs_resident_q1"] <= figures["paired_streamed_vs_resident"]

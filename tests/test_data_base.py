@@ -1,10 +1,14 @@
 """What every file-backed dataset stands on: split sizes as fractions or counts, one uint8 array with each split as
 positions in it, a factor grid in row-major order, and the decoded-image cache."""
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
 
 from vae_lab.checks import ConfigError
+from vae_lab.data import base
 from vae_lab.data.base import FactorGridData, IndexedImageData, split_sizes
 from vae_lab.data.cache import cached, file_key, path_for
 
@@ -94,8 +98,6 @@ def _memmap(tmp_path, n=300, shape=(3, 8, 8), seed=0):
 
 
 def test_auto_keeps_the_images_resident_when_they_fit_the_budget(tmp_path, monkeypatch, caplog):
-    from vae_lab.data import base
-
     images = _memmap(tmp_path)  # 57,600 bytes
     for available, resident in ((10**9, True), (10**4, False)):
         monkeypatch.setattr(base, "available_memory", lambda device, available=available: available)
@@ -113,20 +115,69 @@ def test_auto_keeps_the_images_resident_when_they_fit_the_budget(tmp_path, monke
 @pytest.mark.parametrize("draws", [{}, {"binarize": "dynamic"}, {"binarize": "static"}, {"dequantize": "uniform"}])
 def test_streamed_batches_are_the_resident_ones_bit_for_bit(tmp_path, draws):
     images = _memmap(tmp_path)
-    made = {r: IndexedImageData(images, labels=np.arange(300) % 5, resident=r, seed=4, **draws) for r in (True, False)}
+    made = {name: IndexedImageData(images, labels=np.arange(300) % 5, resident=r, seed=4, workers=w, **draws)
+            for name, r, w in ((True, True, 2), (False, False, 2), ("in_step", False, 0))}
     order = made[True].epoch_order("train", 2, seed=1)
-    assert torch.equal(order, made[False].epoch_order("train", 2, seed=1))
+    for streamed in (made[False], made["in_step"]):
+        assert torch.equal(order, streamed.epoch_order("train", 2, seed=1))
+    # 270 train images: 5 batches, more than the AHEAD buffers (reused), the last a short one
     index = [order[i : i + 64] for i in range(0, len(order), 64)]
     out = {}
     for r, data in made.items():
         g = torch.Generator().manual_seed(9)
         out[r] = [data.batch("train", i, g) for i in index]
-        out[r] += list(data.stream("train", iter(index), g))  # streamed: gathered in DataLoader workers
+        out[r] += list(data.stream("train", iter(index), g))  # streamed: gathered by threads, or in the step
         assert torch.equal(data.labels("train", index[0]), made[True].labels("train", index[0]))
-    assert len(out[False]) == 2 * len(index)
-    for a, b in zip(out[True], out[False]):
-        assert torch.equal(a, b)
+    assert len(out[False]) == 2 * len(index) > 2 * base.AHEAD
+    for streamed in (out[False], out["in_step"]):
+        for a, b in zip(out[True], streamed):
+            assert torch.equal(a, b)
     assert torch.equal(out[True][0], out[True][len(index)]) is (not draws or draws.get("binarize") == "static")
+    for data in made.values():  # one process's rows of each global batch (several processes): the same rows
+        g = torch.Generator().manual_seed(9)
+        [data.batch("train", i, g) for i in index]  # the draws of the batches above, to reach the same state
+
+        def rows(n):
+            return slice(n // 3, n // 3 + 5)
+        for whole, part in zip(out[True][len(index) :], data.stream("train", iter(index), g, rows=rows), strict=True):
+            assert torch.equal(whole[rows(len(whole))], part)
+
+
+def test_a_stream_gathers_ahead_in_threads_into_reused_buffers_and_ends_them(tmp_path, monkeypatch):
+    images = _memmap(tmp_path, n=2000)
+    data = IndexedImageData(images, resident=False, workers=2, val_size=10, test_size=10)
+    order = data.epoch_order("train", 0, seed=0)
+    assert order.device.type == "cpu"  # positions looked up where they are gathered: no read back from a GPU
+    index = [order[i : i + 50] for i in range(0, 1000, 50)]
+    expected = data.batch("train", index[0])
+    calls, real = [], base.gather
+    monkeypatch.setattr(base, "gather", lambda array, positions, out=None: calls.append(
+        (threading.current_thread().name, out)) or real(array, positions, out))  # each buffer kept: no address reused
+    stream = data.stream("train", iter(index))
+    first = next(stream)
+    deadline = time.monotonic() + 10
+    while len(calls) < base.AHEAD and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert len(calls) == base.AHEAD  # the next batches gathered before they are asked for, and no more
+    assert torch.equal(first, expected)
+    for _ in range(10):
+        next(stream)
+    assert {name.rsplit("_", 1)[0] for name, _ in calls} == {"vae_lab-gather"}  # not in this thread
+    assert len({out.data_ptr() for _, out in calls}) == base.AHEAD < len(calls)  # the same buffers, over and over
+    stream.close()  # stopped early (a signal, trainer.stop_at_step): its threads end
+    assert not [t for t in threading.enumerate() if t.name.startswith("vae_lab-gather")]
+
+
+def test_a_failed_gather_is_raised_in_the_training_thread(tmp_path, monkeypatch):
+    data = IndexedImageData(_memmap(tmp_path), resident=False, workers=1)
+
+    def fails(array, positions, out=None):
+        raise OSError("Input/output error")
+    monkeypatch.setattr(base, "gather", fails)
+    with pytest.raises(OSError, match="Input/output error"):
+        next(data.stream("train", iter([torch.arange(8)])))
+    assert not [t for t in threading.enumerate() if t.name.startswith("vae_lab-gather")]
 
 
 def test_streamed_factor_grid_draws_the_resident_images(tmp_path):
@@ -141,13 +192,11 @@ def test_streamed_factor_grid_draws_the_resident_images(tmp_path):
 
 
 def test_streaming_reads_no_copy_of_the_whole_array(tmp_path, monkeypatch):
-    from vae_lab.data import base
-
     images = _memmap(tmp_path)
     data = IndexedImageData(images, resident=False)
     assert data.images is images  # still the memory map
     reads = []
     real = base.gather
-    monkeypatch.setattr(base, "gather", lambda array, positions: reads.append(len(positions)) or real(array, positions))
+    monkeypatch.setattr(base, "gather", lambda array, positions, out=None: reads.append(len(positions)) or real(array, positions, out))
     data.batch("train", torch.arange(64))
     assert reads == [64]  # one gather per batch, not one read per image

@@ -286,7 +286,7 @@ def test_dsprites_trains_and_every_disentanglement_metric_runs(dsprites_run, cap
 
 
 def test_streamed_training_is_the_resident_training_bit_for_bit_and_resumes_exactly(grid_dir, tmp_path):
-    """dataset.resident=false gathers each batch from the memory-mapped cache in DataLoader workers; the order and
+    """dataset.resident=false gathers each batch from the memory-mapped cache in gather threads; the order and
     the draws (here dequantisation noise) stay in the training process, so the parameters are the resident run's."""
     common = ["dataset=shapes3d", *grid_overrides(grid_dir)["shapes3d"], f"data_dir={tmp_path}", "dataset.val_size=0.1",
               "dataset.dequantize=uniform", "likelihood=gaussian", *TINY[3:], "trainer.batch_size=16",

@@ -175,8 +175,17 @@ def test_corrupt_files_are_skipped_with_one_line_or_stop_naming_them(tmp_path, c
         data = ImageFolder(root, on_error="skip", **kwargs)
     [line] = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
     assert "left out 2 of 12 files" in line and "circles/broken.png, squares/cut.png" in line
-    assert len(data.files) == 10 and "circles/broken.png" not in data.files and data.images.shape[0] == 10
-    assert int(data._labels.sum()) == 5
+    broken = [data.files.index(f) for f in ("circles/broken.png", "squares/cut.png")]
+    positions = torch.cat([data.positions(s, torch.arange(data.size(s))) for s in ("train", "val", "test")])
+    assert len(positions) == len(set(positions.tolist()) | set(broken)) - 2 == 10  # every readable file once, no other
+    labels = torch.cat([data.labels(s, torch.arange(data.size(s))) for s in ("train", "val", "test")])
+    assert sorted(labels.tolist()) == [0] * 5 + [1] * 5
+    streamed = ImageFolder(root, on_error="skip", resident=False, **kwargs)
+    assert isinstance(streamed.images, np.memmap) and streamed.images.filename is not None  # the cache, not a copy
+    for split in ("train", "val", "test"):
+        index = torch.arange(streamed.size(split))
+        assert torch.equal(streamed.positions(split, index), data.positions(split, index))
+        assert torch.equal(streamed.batch(split, index), data.batch(split, index))
     decoded = len(count_decodes)
     with pytest.raises(ConfigError, match=r"broken\.png: cannot be decoded"):  # from the skip run's cache
         ImageFolder(root, on_error="stop", **kwargs)

@@ -1,5 +1,7 @@
 """Base class of the `dataset` group, and the uint8 images on the device that its file-backed options hand over."""
 import collections
+import concurrent.futures
+import contextlib
 import logging
 import math
 import tempfile
@@ -14,6 +16,7 @@ from vae_lab.codelength import LEVELS
 SPLITS = ("train", "val", "test")
 RESIDENT = ("auto", True, False)
 BUDGET_FRACTION = 0.5  # of the memory available, when dataset.memory_budget_gb is null: the model needs the rest
+AHEAD = 4  # batches a streamed dataset gathers before they are asked for: its reused buffers hold that many
 
 log = logging.getLogger("vae_lab")
 
@@ -103,7 +106,12 @@ class ImageData:
     def epoch_order(self, split, epoch, seed):
         """The shuffled order of one epoch: a pure function of (seed, epoch), so a resumed run sees the same batches."""
         g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-        return torch.randperm(self.size(split), generator=g).to(self.device)
+        return torch.randperm(self.size(split), generator=g).to(self.order_device)
+
+    @property
+    def order_device(self):
+        """Where `epoch_order` puts the order: the device, where a batch is indexed without a read back to the host."""
+        return self.device
 
     def _dynamic(self, x, generator):
         # A fresh Bernoulli sample of each grey level every time the image is drawn (e.g. Burda et al. 2016).
@@ -170,6 +178,14 @@ def split_sizes(n, val_size, test_size):
     return tuple(counts)
 
 
+def seeded_splits(n, val_size, test_size, seed):
+    """{split: positions} of n images: a seeded permutation puts `test_size` of them in test, `val_size` in val and the
+    rest in train (`split_sizes`)."""
+    val, test = split_sizes(n, val_size, test_size)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    return {"test": order[:test], "val": order[test : test + val], "train": order[test + val :]}
+
+
 def available_memory(device):
     """Bytes free for the images on `device`: torch.cuda.mem_get_info's free memory on a GPU, /proc/meminfo's
     MemAvailable otherwise (unbounded where there is no /proc/meminfo)."""
@@ -201,37 +217,55 @@ def keep_resident(resident, nbytes, memory_budget_gb, device):
     return keep
 
 
-def gather(array, positions):
+def gather(array, positions, out=None):
     """uint8 images (n, ...) at `positions` (n,) of a memory-mapped `array`, as a CPU tensor: one fancy-index read of
-    the sorted positions (pages in file order, never one read per image), put back in the positions' order."""
+    the sorted positions (pages in file order, never one read per image), put back in the positions' order; written
+    into the first n rows of `out` (a reused buffer) when given."""
     positions = np.asarray(positions)
     order = np.argsort(positions, kind="stable")
-    out = np.empty((len(positions), *array.shape[1:]), dtype=array.dtype)
-    out[order] = array[positions[order]]
-    return torch.from_numpy(out)
+    x = torch.empty((len(positions), *array.shape[1:]), dtype=torch.uint8) if out is None else out[: len(positions)]
+    x.numpy()[order] = array[positions[order]]
+    return x
 
 
-class Gatherer(torch.utils.data.Dataset):
-    """A memory-mapped array as a map from one batch's positions to its uint8 images (`gather`): what DataLoader
-    workers run. It pickles as its file's name, so a worker maps the file again instead of receiving a copy."""
+def gathered_ahead(array, positions, device, threads, ahead):
+    """uint8 images (n, ...) on `device` for each positions array (n,) that `positions` yields, in order: gathered from
+    `array` by `threads` threads of this process, `ahead` batches before they are asked for, into one of `ahead` reused
+    buffers (pinned for a GPU, so the copy to it is asynchronous and needs no staging). On the CPU a batch is that
+    buffer: read it before asking for the next.
 
-    def __init__(self, array):
-        self.array = array
+    Threads rather than DataLoader worker processes: numpy's copy out of the memory map releases the GIL, so a thread
+    that waits for the disk holds up nothing; and a thread needs no fork at the start, no shared-memory segment and
+    pickled file descriptor per batch, no pin-memory thread and no pinned allocation per batch. Only the gather runs
+    there: the positions, and every random draw, come from the caller's thread."""
+    positions, pending, cuda = iter(positions), collections.deque(), device.type == "cuda"
 
-    def __getstate__(self):
-        a = self.array
-        if isinstance(a, np.memmap) and a.filename is not None:
-            return {"file": (a.filename, a.dtype.str, a.offset, a.shape)}
-        return {"array": a}
+    def fill(buffer, copied, where):
+        if copied is not None:
+            copied.synchronize()  # the copy out of this buffer to the device has finished: it can be written
+        if buffer is None or len(buffer) < len(where):
+            buffer = torch.empty((len(where), *array.shape[1:]), dtype=torch.uint8, pin_memory=cuda)
+        return gather(array, where, out=buffer), buffer
 
-    def __setstate__(self, state):
-        if "file" in state:
-            name, dtype, offset, shape = state["file"]
-            state = {"array": np.memmap(name, dtype=dtype, mode="r", offset=offset, shape=shape)}
-        self.array = state["array"]
+    def submit(buffer, copied):
+        where = next(positions, None)
+        if where is not None:
+            pending.append(pool.submit(fill, buffer, copied, where))
 
-    def __getitem__(self, positions):
-        return gather(self.array, positions)
+    pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="vae_lab-gather")
+    try:
+        for _ in range(ahead):
+            submit(None, None)
+        while pending:
+            batch, buffer = pending.popleft().result()
+            batch = batch.to(device, non_blocking=True)
+            copied = torch.cuda.Event() if cuda else None
+            if cuda:
+                copied.record()
+            yield batch
+            submit(buffer, copied)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class IndexedImageData(ImageData):
@@ -241,22 +275,21 @@ class IndexedImageData(ImageData):
     counts, `split_sizes`). `labels` (N,) are class labels where the data has them.
 
     `resident` (`keep_resident`): true holds the images as a tensor on the device and indexes it per batch, the fast
-    path; false leaves them in their memory-mapped file (numpy) and gathers each batch from it, in `workers` DataLoader
-    processes while training (`stream`). Either way the positions, and every random draw, come from this process, so
-    both give the same batches bit for bit."""
+    path; false leaves them in their memory-mapped file (numpy) and gathers each batch from it, in `workers` threads a
+    few batches ahead while training (`stream`). Either way the positions, and every random draw, come from the
+    training thread, so both give the same batches bit for bit."""
 
     def __init__(self, images, labels=None, splits=None, val_size=0.05, test_size=0.05, binarize="none",
                  dequantize="none", resident=True, memory_budget_gb=None, workers=2, seed=0, device="cpu"):
         super().__init__(binarize=binarize, seed=seed, device=device)
         self._check_dequantize(dequantize)
         self.workers = int(number("workers", workers, low=0, integer=True))
-        n = len(images)
         if splits is None:
-            val, test = split_sizes(n, val_size, test_size)
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
-            splits = {"test": order[:test], "val": order[test : test + val], "train": order[test + val :]}
-        self._index = {k: torch.as_tensor(splits[k], dtype=torch.long).to(self.device) for k in SPLITS}
+            splits = seeded_splits(len(images), val_size, test_size, self.seed)
         self.resident = keep_resident(resident, images.nbytes, memory_budget_gb, self.device)
+        splits = {k: torch.as_tensor(splits[k], dtype=torch.long) for k in SPLITS}
+        self._index = {k: index.to(self.device) for k, index in splits.items()}
+        self._host_index = None if self.resident else {k: index.cpu() for k, index in splits.items()}  # for `stream`
         if self.resident:
             with warnings.catch_warnings():  # a read-only memory map (the decoded-image cache): only ever read
                 warnings.filterwarnings("ignore", "The given NumPy array is not writable")
@@ -288,6 +321,12 @@ class IndexedImageData(ImageData):
     def size(self, split):
         return len(self._index[split])
 
+    @property
+    def order_device(self):
+        """Streamed: the CPU, where the batches are gathered, so that `stream` reads nothing back from a GPU (a read back
+        waits for every step queued there)."""
+        return self.device if self.resident else torch.device("cpu")
+
     def positions(self, split, index):
         """Positions in `images` of the split's items `index`."""
         return self._index[split][torch.as_tensor(index, device=self.device)]
@@ -309,31 +348,35 @@ class IndexedImageData(ImageData):
         return self._float(self.images_at(self.positions(split, index)), generator)
 
     def stream(self, split, indices, generator=None, rows=None):
-        """Streamed with workers: each batch gathered as uint8 in a DataLoader worker (positions from here, a few
-        batches ahead), converted to float here, where the draws are; resident, `batch` per index. With `rows` a
-        worker gathers only those rows; the others are zeros while the whole batch's random draws are made (each
-        pixel's draw does not depend on the other pixels' values), so the rows kept are those `batch` gives."""
-        if self.resident or not self.workers:
+        """Resident: `batch` per index. Streamed: the positions looked up on the CPU, each batch gathered from the memory
+        map by `workers` threads a few batches ahead (`gathered_ahead`), or by this thread when workers is 0, and
+        converted to float here, where the draws are. With `rows` only those rows are gathered; the others are zeros
+        while the whole batch's random draws are made (each pixel's draw does not depend on the other pixels' values),
+        so the rows kept are those `batch` gives."""
+        if self.resident:
             yield from super().stream(split, indices, generator, rows)
             return
-        sizes = collections.deque()  # each batch's size, in the order the loader hands the batches back
+        host, sizes = self._host_index[split], collections.deque()  # each batch's size, in the order they come back
 
         def positions(index):
-            sizes.append(len(index))
-            where = self.positions(split, index).cpu().numpy()
-            return where if rows is None else where[rows(len(index))]
+            where = host[torch.as_tensor(index).cpu()].numpy()
+            sizes.append(len(where))
+            return where if rows is None else where[rows(len(where))]
 
-        loader = torch.utils.data.DataLoader(Gatherer(self.images), batch_size=None,
-                                             sampler=(positions(index) for index in indices), num_workers=self.workers,
-                                             pin_memory=self.device.type == "cuda", prefetch_factor=4)
-        for x in loader:
-            n, x = sizes.popleft(), self._to_device(x)
-            if rows is None:
-                yield self._float(x, generator)
-                continue
-            whole = x.new_zeros((n, *x.shape[1:]))
-            whole[rows(n)] = x
-            yield self._float(whole, generator)[rows(n)]
+        wanted = (positions(index) for index in indices)
+        if self.workers:
+            uint8 = gathered_ahead(self.images, wanted, self.device, self.workers, AHEAD)
+        else:
+            uint8 = (self._to_device(gather(self.images, where)) for where in wanted)
+        with contextlib.closing(uint8):  # stopped early (a signal, stop_at_step): the threads end here
+            for x in uint8:
+                n = sizes.popleft()
+                if rows is None:
+                    yield self._float(x, generator)
+                    continue
+                whole = x.new_zeros((n, *x.shape[1:]))
+                whole[rows(n)] = x
+                yield self._float(whole, generator)[rows(n)]
 
     def labels(self, split, index):
         return None if self._labels is None else self._labels[self.positions(split, index)]

@@ -11,7 +11,8 @@ left out.
 A file that cannot be decoded is left out with `on_error=skip` (one warning line: the count and the first names) or
 stops the run with `on_error=stop` (one line naming it). The cache holds a row for every file found (zeros for an
 unreadable one), <data_dir>/cache/image_folder-<hash>.npy, and which of them decoded, image_folder-readable-<hash>.npy:
-so a second run knows which files to leave out, and logs them again, without decoding anything.
+so a second run knows which files to leave out, and logs them again, without decoding anything. The splits hold the
+readable rows' positions, so the images stay in the one memory-mapped cache whether or not some files failed.
 """
 import logging
 import os
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from vae_lab.checks import ConfigError, choice, first_line, number
-from vae_lab.data.base import IndexedImageData, split_sizes
+from vae_lab.data.base import IndexedImageData, seeded_splits, split_sizes
 from vae_lab.data.cache import cached, file_key
 from vae_lab.progress import bar
 
@@ -105,8 +106,8 @@ def folder(path):
 
 class ImageFolder(IndexedImageData):
     """The PNG and JPEG images under `path`, found recursively; labels from the first-level sub-folders (module
-    docstring); a seeded split of `val_size` and `test_size` images (fractions or counts). `files` and `classes`
-    name what each position and label came from."""
+    docstring); a seeded split of `val_size` and `test_size` of the readable images (fractions or counts). `files`
+    and `classes` name what each position and label came from; an unreadable file's position is in no split."""
 
     def __init__(self, path, size=64, channels=3, val_size=0.05, test_size=0.05, on_error="skip", data_dir="data",
                  binarize="none", dequantize="none", resident="auto", memory_budget_gb=None, workers=2, seed=0,
@@ -159,11 +160,16 @@ class ImageFolder(IndexedImageData):
             log.warning("dataset: on_error=skip: left out %d of %d files in %s that cannot be decoded: %s",
                         len(bad), len(files), root, names)
         labels, self.classes = class_labels([relative[i] for i in keep])
-        self.files = tuple(relative[i].as_posix() for i in keep)
-        pixels = images if len(keep) == len(files) else images[keep]  # (N, C, size, size); a copy when files failed
-        super().__init__(pixels, labels=labels, val_size=val_size, test_size=test_size, binarize=binarize,
-                         dequantize=dequantize, resident=resident, memory_budget_gb=memory_budget_gb, workers=workers,
-                         seed=seed, device=device)
+        self.files = tuple(r.as_posix() for r in relative)
+        splits = None
+        if len(keep) < len(files):  # the unreadable files' rows stay in the cache, in no split: no copy of the rest
+            keep = torch.from_numpy(keep)
+            splits = {k: keep[v] for k, v in seeded_splits(len(keep), val_size, test_size, seed).items()}
+            if labels is not None:
+                labels = torch.full((len(files),), -1, dtype=torch.long).index_copy_(0, keep, labels)
+        super().__init__(images, labels=labels, splits=splits, val_size=val_size, test_size=test_size,
+                         binarize=binarize, dequantize=dequantize, resident=resident, memory_budget_gb=memory_budget_gb,
+                         workers=workers, seed=seed, device=device)
 
 
 def _fails(path, size, channels):
