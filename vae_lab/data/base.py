@@ -4,6 +4,7 @@ import concurrent.futures
 import contextlib
 import logging
 import math
+import os
 import tempfile
 import warnings
 
@@ -201,14 +202,18 @@ def available_memory(device):
 def keep_resident(resident, nbytes, memory_budget_gb, device):
     """Whether `nbytes` of images are held on the device (True) or streamed from their memory map (False):
     `resident` itself when true or false; with auto, whether they fit in memory_budget_gb, or when that is null in
-    BUDGET_FRACTION of the memory available on the device. auto logs how it decided."""
+    BUDGET_FRACTION of the memory available on the device, shared among the processes of a run on one machine's memory
+    (LOCAL_WORLD_SIZE: each holds its own copy; on GPUs each has its own device). memory_budget_gb is per process.
+    auto logs how it decided."""
     if not (resident is True or resident is False or resident == "auto"):
         raise ConfigError(f"resident={resident!r}: must be auto, true (hold the images on the device) or false "
                           "(stream each batch from the memory-mapped cache)")
     if resident != "auto":
         return resident
     if memory_budget_gb is None:
-        budget, source = BUDGET_FRACTION * available_memory(device), f"{BUDGET_FRACTION:g} of the memory available"
+        sharing = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if device.type != "cuda" else 1
+        budget = BUDGET_FRACTION * available_memory(device) / sharing
+        source = f"{BUDGET_FRACTION:g} of the memory available" + (f" / {sharing} processes" if sharing > 1 else "")
     else:
         budget, source = number("memory_budget_gb", memory_budget_gb, low=0) * 2**30, "dataset.memory_budget_gb"
     keep = nbytes <= budget
