@@ -68,8 +68,9 @@ def test_two_processes_take_the_step_of_one_for_every_penalty(tmp_path):
     for penalty in one:
         for part in ("model", "penalty"):
             for name, value in one[penalty][part].items():
+                where = f"{penalty} {part} {name}"
                 torch.testing.assert_close(two[0][penalty][part][name], value, rtol=1e-4, atol=1e-5,
-                                           msg=lambda m: f"{penalty} {part} {name}: {m}")
+                                           msg=lambda m, where=where: f"{where}: {m}")
                 assert torch.equal(two[0][penalty][part][name], two[1][penalty][part][name]), (penalty, name)
         torch.testing.assert_close(two[0][penalty]["sums"], one[penalty]["sums"], rtol=1e-4, atol=1e-3)
 
