@@ -1,6 +1,12 @@
-"""`vae-train -m` through each launcher and sweeper: job directories, failed jobs, threads, HParams, the Slurm config."""
+"""`vae-train -m` through each launcher and sweeper: job directories, failed jobs, threads, HParams, the Slurm and
+joblib configs, a joblib sweep stopped by a signal."""
+import dataclasses
 import json
+import os
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,7 +16,7 @@ from omegaconf import OmegaConf
 
 from vae_lab import rundir
 from vae_lab.checks import ConfigError
-from vae_lab.runtime import sweep, threads
+from vae_lab.runtime import interrupt, sweep, threads
 from vae_lab.runtime.config import CONFIG_DIR
 
 
@@ -154,6 +160,97 @@ def test_slurm_launcher_config():
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert launcher.partition == "gpu" and launcher.cpus_per_task == 8 and launcher.gpus_per_node == 1
     assert threads.threads_for(launcher, 64) == (8, "hydra.launcher.cpus_per_task")
+
+
+# pytest undoes the warning filter vae_lab.runtime.config sets when it imports it; the sweep below checks that
+# vae-train's own output has no such warning
+@pytest.mark.filterwarnings("ignore:\\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
+def test_joblib_launcher_config():
+    from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.vae_lab_launcher.JoblibLauncher"
+    assert set(launcher) == {f.name for f in dataclasses.fields(JobLibLauncherConf)}  # every key of Hydra's, no other
+    assert threads.threads_for(launcher, 8)[0] == 4
+
+
+def test_a_signal_forwarded_by_the_sweep_and_its_copy_are_one_request(tmp_path, monkeypatch):
+    """Ctrl-C reaches a joblib worker twice, from the terminal and from the sweep's process: it stops once."""
+    monkeypatch.setattr(interrupt.tempfile, "gettempdir", lambda: str(tmp_path))
+    parent = interrupt.SweepSignal(12345)
+    parent.open()
+    monkeypatch.setattr(interrupt, "sweep_parent", parent)
+    with interrupt.StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # the terminal's copy, before the sweep's process has recorded it
+        time.sleep(0.01)
+        parent.record("SIGINT")
+        os.kill(os.getpid(), signal.SIGINT)  # the sweep's process forwards it
+        time.sleep(0.01)
+        assert stop.signal == "SIGINT" and stop.exit_code == 130
+    with interrupt.StopRequest() as stop:  # a job that reaches its loop after the sweep was told to stop
+        assert stop.signal == "SIGINT"
+    parent.close()
+    with interrupt.StopRequest() as stop, pytest.raises(SystemExit):  # no sweep record: a second signal exits
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)
+
+
+def process_group(pgid):
+    """Live processes (zombies aside) of process group `pgid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_joblib_sweep_stops_its_jobs_and_resume_auto_finishes_it(tmp_path):
+    """`kill <pid>` of a joblib sweep: every job it had started checkpoints and ends interrupted, no other starts nor
+    makes a folder, no process is left; the same command with resume=auto finishes all of them."""
+    sweep_dir = tmp_path / "sweep"
+    # 60 steps: long after the first checkpoint (step 5) for the signal to find a job still training
+    command = ["vae-train", "-m", *TINY, "trainer.max_steps=60", "trainer.epochs=8", "trainer.checkpoint_every=5",
+               "trainer.log_every=30", "trainer.eval_every=30", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+               "kl.beta=1,2,4", f"hydra.sweep.dir={sweep_dir}"]
+    # its own session: the group it leads is its workers and nothing else, to look for once it has ended
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not list(sweep_dir.rglob("last.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # as soon as one job has trained: the other may be training, starting, or not
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "ConfigStore schema" not in err  # Hydra's warning about configs/hydra/launcher/joblib.yaml, filtered
+    started = {p.parent: json.loads((p.parent / "summary.json").read_text()) for p in sweep_dir.rglob(".hydra")}
+    assert 1 <= len(started) <= 2  # two workers; the third job waited for one
+    assert {(s["status"], s["signal"]) for s in started.values()} == {("interrupted", "SIGTERM")}
+    assert all((run / "checkpoints" / "last.pt").is_file() for run in started)
+    assert err.splitlines()[-1] == (f"vae-train: SIGTERM: sweep stopped; {len(started)} of 3 jobs had started (a "
+                                    f"running one wrote a checkpoint and ended interrupted), {3 - len(started)} never "
+                                    f"did; finish the sweep with the same command and resume=auto")
+    deadline = time.time() + 30
+    while process_group(proc.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not process_group(proc.pid)
+    assert not (Path(interrupt.tempfile.gettempdir()) / f"vae_lab-sweep-{proc.pid}").exists()
+
+    again = subprocess.run([*command, "resume=auto"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    finished = summaries(sweep_dir)
+    assert len(finished) == 3 and {(s["status"], s["steps"]) for s in finished.values()} == {("completed", 60)}
+    for run in started:
+        assert f"resume=auto: continuing {run}" in again.stdout + again.stderr
 
 
 @pytest.mark.parametrize("n_jobs,cores,expected", [(2, 2, 1), (-1, 8, 1), (2, 8, 4), (-2, 8, 1), (3, 2, 1)])

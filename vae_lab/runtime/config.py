@@ -8,6 +8,7 @@ keys when it is built, so the groups are `Any` here.
 import dataclasses
 import functools
 import inspect
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -25,6 +26,10 @@ from vae_lab.rundir import NOT_TRAINED, job_subdir
 # configs/ at the repository root is the package vae_lab.configs (pyproject.toml's package-dir): the same files in an
 # editable install and inside the wheel.
 CONFIG_DIR = str(files("vae_lab.configs"))
+# configs/hydra/launcher/joblib.yaml replaces the joblib plugin's config of that name, and Hydra 1.x checks it against
+# the plugin's schema (the same keys) with a warning that it will stop doing so, in a sweep's process and in each of
+# its workers (both import this module before they compose a config).
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
