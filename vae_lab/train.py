@@ -101,9 +101,11 @@ class Training:
     latent_dim: int
 
 
-def setup(cfg, run_dir, team):
+def setup(cfg, run_dir, team=None):
     """Check the config, build data, model, optimizer, KL schedule and random streams, restore a checkpoint
-    (resume=<dir>), and open the run's log. Raises ConfigError before anything is written."""
+    (resume=<dir>), and open the run's log (`team`: one process by default). Raises ConfigError before anything is
+    written."""
+    team = team or Team()
     check_root(cfg)
     distributed.check_batch(cfg.trainer.batch_size, team.size)
     saved = checkpoint.load(rundir.checkpoint(cfg.resume)) if cfg.resume is not None else None
@@ -464,18 +466,10 @@ def agreed_target(team, target, own_dir):
 
 def run_processes(cfg, run_dir, launcher):
     """vae-train trainer.devices=N: the run trained by N processes started here (torch's elastic agent), this one
-    waiting; rank 0's summary. A signal here reaches them all: they checkpoint and stop together."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-
+    waiting; rank 0's summary. A signal here reaches them all: they checkpoint and stop together (status interrupted)."""
     log.info("training %s with %d processes (trainer.devices)", run_dir, cfg.trainer.devices)
-    try:
-        summary = distributed.launch(cfg.trainer.devices, rank_main, OmegaConf.to_container(cfg, resolve=True),
-                                     str(run_dir), launcher)[0]
-    except SignalException:  # the processes have checkpointed and stopped: their summary says so
-        summary = rundir.summary(run_dir)
-        if summary is None:
-            raise SystemExit(f"vae-train: stopped by a signal before {run_dir} held a checkpoint") from None
-        summary["status"] = Status(summary["status"])
+    summary = distributed.launch(cfg.trainer.devices, rank_main, OmegaConf.to_container(cfg, resolve=True),
+                                 str(run_dir), launcher)[0]
     if isinstance(summary, ConfigError):
         raise summary
     return summary

@@ -10,8 +10,10 @@ Processes come from an existing launcher, never from here: `launch` runs torch's
 (vae-train trainer.devices=N), torchrun sets the same environment, and on Slurm `from_slurm` turns the task's
 variables into it.
 """
+import contextlib
 import datetime
 import logging
+import multiprocessing
 import os
 import re
 import tempfile
@@ -22,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from vae_lab.checks import ConfigError, positive_int
+from vae_lab.runtime.interrupt import StopRequest
 
 log = logging.getLogger("vae_lab")
 # torch.distributed.nn.functional.all_gather is the public collective with autograd; the replacement its warning
@@ -185,16 +188,37 @@ def check_batch(batch_size, size):
                           f"(trainer.devices); e.g. trainer.batch_size={batch_size // size * size or size}")
 
 
+class Forward(StopRequest):
+    """While the processes of a run started here train: SIGINT or SIGTERM here is passed on to each of them, which
+    stop together at their next logging step with one checkpoint and return as usual; a second one exits at once
+    (the agent then ends them). torch's agent would instead end them itself after a timeout, while they wait for it
+    to collect what they return."""
+
+    def _handle(self, signum, frame):
+        super()._handle(signum, frame)  # the second signal raises SystemExit
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signum)
+
+
 def launch(processes, entrypoint, *args):
     """entrypoint(*args) in `processes` processes on this machine through torch's elastic agent (a c10d rendezvous
     on a free local port, as torchrun --standalone); {rank: return value}. A worker that raises fails the whole run
-    (torch.distributed.elastic ChildFailedError); SIGTERM/SIGINT here reach every worker (SignalException here)."""
+    (torch.distributed.elastic ChildFailedError); SIGINT and SIGTERM here are passed on to every worker (`Forward`)."""
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     positive_int("trainer.devices", processes)
-    with tempfile.TemporaryDirectory(prefix="vae_lab-elastic-") as logs:  # the agent's error files, then gone
-        config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
-                              rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
-                              start_method="spawn", logs_specs=DefaultLogsSpecs(log_dir=logs), shutdown_timeout=120)
-        return elastic_launch(config, entrypoint)(*args)
+    handled = os.environ.get("TORCHELASTIC_SIGNALS_TO_HANDLE")  # the agent sets it for good: put it back after
+    try:
+        with tempfile.TemporaryDirectory(prefix="vae_lab-elastic-") as logs, Forward():  # the agent's error files
+            config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
+                                  rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
+                                  monitor_interval=0.1, start_method="spawn", logs_specs=DefaultLogsSpecs(log_dir=logs),
+                                  signals_to_handle="SIGHUP,SIGQUIT")  # SIGINT and SIGTERM are Forward's
+            return elastic_launch(config, entrypoint)(*args)
+    finally:
+        if handled is None:
+            os.environ.pop("TORCHELASTIC_SIGNALS_TO_HANDLE", None)
+        else:
+            os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = handled
