@@ -41,7 +41,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from plain_loop import PlainConvVAE, PlainVAE, step, timed
+from plain_loop import PlainConvVAE, PlainLocatelloVAE, PlainVAE, step, timed
 from vae_train_config import MLP, config
 
 from vae_lab.data.base import IndexedImageData, available_memory
@@ -55,6 +55,7 @@ from vae_lab.train import batches, setup, train, train_step
 FMNIST = "/usr/share/datasets/fashion-mnist"
 PROBES = str(Path(__file__).with_name("probes.py"))
 CONV = ["experiment=keras_tutorial", "dataset=fashion_mnist"]
+LOCATELLO = ["experiment=locatello"]  # disentanglement_lib's conv networks on sprites, batch 64
 SAME_KERNELS = ["optimizer.fused=null"]  # torch.optim.Adam's defaults, the bare loop's
 
 
@@ -133,6 +134,18 @@ def torchvision_root(folder):
         with gzip.open(f) as src, open(raw / f.stem, "wb") as dst:
             shutil.copyfileobj(src, dst)
     return folder
+
+
+def sprite_batches(sprites, size, flatten):
+    """Batches of `size` sprites of the train split in a fixed order, rendered as vae-train renders them."""
+    idx = sprites.epoch_order("train", 0, 0)
+
+    def batches():
+        while True:
+            for i in range(0, len(idx) - size + 1, size):
+                x = sprites.batch("train", idx[i : i + size])
+                yield x.flatten(1) if flatten else x
+    return batches
 
 
 def throughput(overrides, bare_model, bare_batches, loader_batches, rounds, steps, device, same_kernels):
@@ -415,7 +428,7 @@ def streaming(n, rounds, steps, device, batch_size=64):
 def measurements(quick, dev, only=None, streaming_images=500_000):
     """(name, figures) of each measurement in turn; the throughputs first, the slow ones last."""
     # Many short rounds rather than a few long ones: this shared machine drifts by tens of % within a minute.
-    rounds, slow_rounds = (3, 2) if quick else (15, 7)  # slow_rounds: the conv model and the compile variant
+    rounds, slow_rounds = (3, 2) if quick else (15, 7)  # slow_rounds: the conv models and the compile variant
     yield "machine", {"device": torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({os.cpu_count()} cores)",
                       "torch": torch.__version__, "threads": torch.get_num_threads()}
     if only == "streaming":
@@ -438,20 +451,17 @@ def measurements(quick, dev, only=None, streaming_images=500_000):
 
     sprites = build("dataset", config([]).dataset, device=dev)
     yield "sprites_batch/128", sprites_batch(sprites, rounds, dev)
-    idx = sprites.epoch_order("train", 0, 0)
-
-    def sprite_batches():
-        while True:
-            for i in range(0, len(idx) - 127, 128):
-                yield sprites.batch("train", idx[i : i + 128]).flatten(1)
-    fig_sprites = throughput([], lambda: PlainVAE(pixels=4096, latent=10), sprite_batches, None, rounds, 40, dev,
-                             same_kernels=False)
+    fig_sprites = throughput([], lambda: PlainVAE(pixels=4096, latent=10), sprite_batches(sprites, 128, True), None,
+                             rounds, 40, dev, same_kernels=False)
     yield "throughput/sprites_default", fig_sprites
+    fig_locatello = throughput(LOCATELLO, PlainLocatelloVAE, sprite_batches(sprites, 64, False), None, slow_rounds, 20,
+                               dev, same_kernels=not quick)
+    yield "throughput/locatello_conv", fig_locatello
 
     yield "variants/mlp_fashion_mnist", variants(MLP, slow_rounds, 100, dev)
     peak = matmul_peak(dev)
     for name, overrides, fig in (("mlp_fashion_mnist", MLP, fig_mlp), ("conv_keras_tutorial", CONV, fig_conv),
-                                 ("sprites_default", [], fig_sprites)):
+                                 ("sprites_default", [], fig_sprites), ("locatello_conv", LOCATELLO, fig_locatello)):
         flops = flops_per_step(overrides, dev)
         achieved = flops * fig["vae_train_images_per_s"] / 128
         yield f"gflops/{name}", {"gflop_per_step": flops / 1e9, "achieved_gflops": achieved / 1e9,

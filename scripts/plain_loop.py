@@ -38,6 +38,26 @@ class PlainConvVAE(nn.Module):
         return self.dec(z), mu, logvar
 
 
+class PlainLocatelloVAE(nn.Module):
+    """disentanglement_lib's conv encoder and deconv decoder (64x64): TensorFlow's 'same' padding written as torch's
+    padding=1 for the 4x4 kernels and none for the 2x2 ones, which is what it is on 64x64 images."""
+
+    def __init__(self, latent=10):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU(),
+                                 nn.Conv2d(32, 64, 2, 2), nn.ReLU(), nn.Conv2d(64, 64, 2, 2), nn.ReLU(),
+                                 nn.Flatten(), nn.Linear(64 * 4 * 4, 256), nn.ReLU(), nn.Linear(256, 2 * latent))
+        self.dec = nn.Sequential(nn.Linear(latent, 256), nn.ReLU(), nn.Linear(256, 64 * 4 * 4), nn.ReLU(),
+                                 nn.Unflatten(1, (64, 4, 4)), nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.ReLU(),
+                                 nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 32, 4, 2, 1),
+                                 nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1))
+
+    def forward(self, x):
+        mu, logvar = self.enc(x).chunk(2, dim=1)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        return self.dec(z), mu, logvar
+
+
 def terms(model, x):
     logits, mu, logvar = model(x)
     rec = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)  # nats per image

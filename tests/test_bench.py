@@ -37,3 +37,13 @@ def test_the_streaming_measurement_runs():
     assert min(figures[k] for k in ("loader_images_per_s", "loader_cold_images_per_s", "streamed_train_images_per_s",
                                     "resident_train_images_per_s", "rss_anon_mb_peak")) > 0
     assert figures["paired_streamed_vs_resident_q1"] <= figures["paired_streamed_vs_resident"]
+
+
+def test_the_locatello_conv_row_runs():
+    """The locatello_conv row: vae-train's preset against the bare loop's same layers (plain_loop.PlainLocatelloVAE)."""
+    small = ["dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64", "eval.max_images=64"]
+    sprites = bench.build("dataset", bench.config(small).dataset)
+    assert sum(p.numel() for p in bench.PlainLocatelloVAE().parameters()) == 690_517  # vae-train's locatello model's
+    figures = bench.throughput([*bench.LOCATELLO, *small, "trainer.batch_size=8"], bench.PlainLocatelloVAE,
+                               bench.sprite_batches(sprites, 8, flatten=False), None, 1, 2, "cpu", same_kernels=True)
+    assert figures["paired_ratio_vs_bare"] > 0 and figures["paired_same_kernels_ratio_vs_bare"] > 0

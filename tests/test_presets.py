@@ -187,7 +187,8 @@ def test_locatello_encoder_maps_and_kernels():
     _, model = _model("locatello")
     convs = [m for m in model.encoder.features if isinstance(m, SameConv2d)]
     assert [m.kernel_size for m in convs] == [(4, 4), (4, 4), (2, 2), (2, 2)]
-    assert all(m.stride == (2, 2) and m.padding == (0, 0) for m in convs)  # padded in forward, like TensorFlow
+    # TensorFlow's 'same' on 64, 32 (4x4) and 16, 8 (2x2) is symmetric: the convolutions' own padding, no F.pad
+    assert [(m.stride, m.padding, m.pad) for m in convs] == [((2, 2), (1, 1), None)] * 2 + [((2, 2), (0, 0), None)] * 2
     shapes = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:]))) for m in convs]
     mean, log_var = model.encoder(torch.rand(2, 1, 64, 64))
@@ -242,14 +243,14 @@ def test_same_padding_is_tensorflows():
     assert same_padding(64, 4, 2) == (1, 1) and same_padding(16, 2, 2) == (0, 0)
     assert same_padding(7, 2, 2) == (0, 1) and same_padding(28, 3, 2) == (0, 1) and same_padding(5, 4, 2) == (1, 2)
     x = torch.rand(1, 1, 7, 7)
-    assert SameConv2d(1, 1, 2)(x).shape[-2:] == (4, 4)
+    assert SameConv2d(1, 1, 2, (7, 7))(x).shape[-2:] == (4, 4)
 
 
 @pytest.mark.parametrize("size,kernel", [(7, 2), (7, 3), (8, 4), (28, 4), (5, 4)])
 def test_same_transposed_conv_is_the_adjoint_of_the_same_conv(size, kernel):
     """TensorFlow defines conv2d_transpose as the gradient of conv2d: <conv(x), y> = <x, conv_transpose(y)>."""
     torch.manual_seed(0)
-    conv = SameConv2d(2, 3, kernel)
+    conv = SameConv2d(2, 3, kernel, (size, size))
     deconv = SameConvTranspose2d(3, 2, kernel, (size, size))
     with torch.no_grad():
         deconv.weight.copy_(conv.weight)  # (3, 2, k, k): conv's (out, in) is the transpose's (in, out)

@@ -66,10 +66,11 @@ class SameConvEncoder(Encoder):
         super().__init__()
         hidden, kernels, fc, latent_dim = same_conv_args(in_shape, latent_dim, hidden, kernel, fc)
         c, h, w = in_shape
+        hs, ws = conv_sizes(h, len(hidden)), conv_sizes(w, len(hidden))  # [H, ceil(H / 2), ..., ceil(H / 2^n)]
         layers, prev = [], c
-        for ch, k in zip(hidden, kernels):
-            layers += [SameConv2d(prev, ch, k), nn.ReLU()]  # (B, prev, s, s) -> (B, ch, ceil(s / 2), ceil(s / 2))
+        for ch, k, size in zip(hidden, kernels, zip(hs, ws)):
+            layers += [SameConv2d(prev, ch, k, size), nn.ReLU()]  # (B, prev, *size) -> (B, ch, ceil(size / 2))
             prev = ch
-        width = prev * conv_sizes(h, len(hidden))[-1] * conv_sizes(w, len(hidden))[-1]
+        width = prev * hs[-1] * ws[-1]
         self.features = nn.Sequential(*layers, nn.Flatten(), *mlp([width, *fc]))
         self.head = nn.Linear(fc[-1] if fc else width, 2 * latent_dim)  # disentanglement_lib's `means` and `log_var`

@@ -72,33 +72,53 @@ def same_padding(size, kernel, stride):
     return total // 2, total - total // 2
 
 
-class SameConv2d(nn.Conv2d):
-    """nn.Conv2d padded like TensorFlow's padding='same': (B, C, H, W) -> (B, C', ceil(H / s), ceil(W / s)), the
-    padding asymmetric where the total is odd (e.g. a 2x2 kernel, stride 2, on a 7x7 input: 0 before, 1 after)."""
+def same_padding_2d(size, kernel, stride):
+    """same_padding along both axes of `size` (H, W), kernel and stride each an int or an (H, W) pair:
+    ((top, bottom), (left, right)), and whether every axis is padded symmetrically."""
+    kernel, stride = ((v, v) if isinstance(v, int) else tuple(v) for v in (kernel, stride))
+    pads = tuple(same_padding(n, k, s) for n, k, s in zip(size, kernel, stride))
+    return pads, all(before == after for before, after in pads)
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=2):
-        super().__init__(in_channels, out_channels, kernel_size, stride)
+
+class SameConv2d(nn.Conv2d):
+    """nn.Conv2d padded like TensorFlow's padding='same' for inputs of `in_size` (H, W): (B, C, H, W) ->
+    (B, C', ceil(H / s), ceil(W / s)). Where that padding is symmetric (a 4x4 kernel, stride 2, on an even size pads
+    1 and 1) it is the convolution's own `padding`, with no copy of the input; where it is not (a 2x2 kernel, stride 2,
+    on a 7x7 input pads 0 before and 1 after) the input is padded with F.pad first. Decided here, once."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, in_size, stride=2):
+        pads, symmetric = same_padding_2d(in_size, kernel_size, stride)
+        super().__init__(in_channels, out_channels, kernel_size, stride,
+                         padding=tuple(before for before, _ in pads) if symmetric else 0)
+        (top, bottom), (left, right) = pads
+        self.pad = None if symmetric else (left, right, top, bottom)  # F.pad's order: the last axis first
 
     def forward(self, x):
-        (top, bottom), (left, right) = (same_padding(n, k, s)
-                                        for n, k, s in zip(x.shape[-2:], self.kernel_size, self.stride))
-        return super().forward(F.pad(x, (left, right, top, bottom)))
+        return super().forward(x if self.pad is None else F.pad(x, self.pad))
 
 
 class SameConvTranspose2d(nn.ConvTranspose2d):
     """The transpose of SameConv2d onto an output of `out_size` (H, W), as TensorFlow's conv2d_transpose with
     padding='same': (B, C, ceil(H / s), ceil(W / s)) -> (B, C', H, W); out_size = stride x input is
-    tf.layers.conv2d_transpose's."""
+    tf.layers.conv2d_transpose's.
+
+    The full transpose has (ceil(H / s) - 1) s + k rows, the `before` + H + `after` of SameConv2d's padding; output
+    row p is its row p + before. Where before == after that is torch's own `padding` (which drops as many rows at
+    each end: no output_padding is ever needed); otherwise the full output is computed and cropped.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, out_size, stride=2):
-        super().__init__(in_channels, out_channels, kernel_size, stride)
+        pads, symmetric = same_padding_2d(out_size, kernel_size, stride)
+        super().__init__(in_channels, out_channels, kernel_size, stride,
+                         padding=tuple(before for before, _ in pads) if symmetric else 0)
         self.out_size = tuple(out_size)
+        self.crop = None if symmetric else tuple(before for before, _ in pads)  # (top, left) rows/cols dropped
 
     def forward(self, x):
+        if self.crop is None:
+            return super().forward(x)
         full = super().forward(x)  # (B, C', (h - 1) s + k, (w - 1) s + k): every input pixel's whole kernel
-        # output pixel p of the transpose is padded-input pixel p + before of SameConv2d: drop the `before` rows/cols
-        (top, left) = (same_padding(n, k, s)[0] for n, k, s in zip(self.out_size, self.kernel_size, self.stride))
-        h, w = self.out_size
+        (top, left), (h, w) = self.crop, self.out_size
         return full[..., top : top + h, left : left + w]
 
 
