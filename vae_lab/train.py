@@ -444,23 +444,16 @@ def agreed_target(team, target, own_dir):
     a directory for each process before this code ran: the others' are removed while they hold nothing else."""
     if team.size == 1:
         return target()
-    decided = None
+    made, error = distributed.attempt(target) if team.main else (None, None)
+    shared = None if made is None else (OmegaConf.to_container(made[0], resolve=True), str(made[1]))
+    error, shared = team.from_main((error, shared))
+    if error:
+        raise ConfigError(error)
     if team.main:
-        try:
-            cfg, run_dir = target()
-            decided = (OmegaConf.to_container(cfg, resolve=True), str(run_dir))
-        except ConfigError as e:
-            decided = str(e)
-    else:
-        cfg = None
-    decided = team.from_main(decided)
-    if isinstance(decided, str):
-        raise ConfigError(decided)
-    run_dir = Path(decided[1])
-    if not team.main:
-        cfg = OmegaConf.create(decided[0])
-        if own_dir.resolve() != run_dir.resolve() and rundir.is_fresh(own_dir):
-            shutil.rmtree(own_dir, ignore_errors=True)
+        return made
+    cfg, run_dir = OmegaConf.create(shared[0]), Path(shared[1])
+    if own_dir.resolve() != run_dir.resolve() and rundir.is_fresh(own_dir):
+        shutil.rmtree(own_dir, ignore_errors=True)
     return cfg, run_dir
 
 

@@ -98,12 +98,7 @@ class Team:
         read. A ConfigError on rank 0 is raised on every process."""
         if self.size == 1:
             return make()
-        made, error = None, None
-        if self.main:
-            try:
-                made = make()
-            except ConfigError as e:
-                error = str(e)
+        made, error = attempt(make) if self.main else (None, None)
         if error := self.from_main(error):
             raise ConfigError(error)
         return made if self.main else make()
@@ -113,14 +108,19 @@ class Team:
         for the others in a collective."""
         if self.size == 1:
             return make()
-        made, error = None, None
-        try:
-            made = make()
-        except ConfigError as e:
-            error = str(e)
+        made, error = attempt(make)
         if error := self.agree(error):
             raise ConfigError(error)
         return made
+
+
+def attempt(make):
+    """(make(), None), or (None, the message of the ConfigError it raised): a failure to be shared with the other
+    processes before it is raised, rather than raised here alone."""
+    try:
+        return make(), None
+    except ConfigError as e:
+        return None, str(e)
 
 
 def gather_terms(team, terms, n):
