@@ -22,7 +22,7 @@ from vae_lab.runtime.threads import threads_for
 @pytest.mark.parametrize("size", [1, 2, 3, 4])
 def test_rows_share_any_batch_in_order(size):
     for n in range(12):
-        parts = [Team(r, size).rows(n) for r in range(size)]
+        parts = [Team(r, size).batch(n).rows for r in range(size)]
         assert [i for part in parts for i in range(n)[part]] == list(range(n))
         counts = [len(range(n)[part]) for part in parts]
         assert max(counts) - min(counts) <= 1
@@ -46,17 +46,17 @@ def test_slurm_tasks_become_ranks(monkeypatch):
     env = {"SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456",
            "SLURM_JOB_NODELIST": "gpu[03-04]", "SLURM_NTASKS_PER_NODE": "2"}
     monkeypatch.setattr(os, "environ", env)  # a faked environment, gone after the test
-    assert distributed.environment() == (3, 4, 1)
+    assert distributed.environment() == (3, 4, 1, 2)
     assert env["MASTER_ADDR"] == "gpu03" and env["MASTER_PORT"] == str(20000 + 123456 % 10000)
-    assert env["LOCAL_WORLD_SIZE"] == "2"
-    assert threads_for(None, 16) == (8, "16 cores / 2 processes of this run")
+    assert threads_for(None, 16, Team(*distributed.environment()).local_size) == (8, "16 cores / 2 processes of this run")
 
 
 def test_one_process_is_no_team(monkeypatch):
     monkeypatch.setattr(os, "environ", {"PATH": os.environ.get("PATH", "")})
-    assert distributed.environment() == (0, 1, 0)
+    assert distributed.environment() == (0, 1, 0, 1)
     x = torch.arange(6.0)
-    assert Team().gather(x, 6) is x and Team().rows(6) == slice(0, 6)
+    batch = Team().batch(6)
+    assert batch.gather(x) is x and batch.rows == slice(0, 6) and batch.mean(x) == x.mean()
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ LAYERS = {
                    "vae_lab.schedulers"),
     "measure": ("vae_lab.measure",),
     "runtime": ("vae_lab.runtime",),
-    "cli": ("vae_lab.train", "vae_lab.evaluate", "vae_lab.compare"),
+    "cli": ("vae_lab.train", "vae_lab.train_command", "vae_lab.evaluate", "vae_lab.compare"),
 }
 RANK = {name: i for i, name in enumerate(LAYERS)}
 
@@ -47,13 +47,21 @@ def _type_checking(node):
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
+def _script_entry(node):
+    """`if __name__ == "__main__":` runs only when the file is run as a script (python -m), as the module __main__,
+    not as itself: what it imports is no import of the module's."""
+    test = node.test
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators))
+
+
 def imports(path, known):
     """vae_lab modules `path` imports anywhere in it (TYPE_CHECKING blocks aside); `from pkg import mod` counts as
     the module where one of that name exists."""
     found = set()
 
     def visit(node):
-        if isinstance(node, ast.If) and _type_checking(node):
+        if isinstance(node, ast.If) and (_type_checking(node) or _script_entry(node)):
             for child in node.orelse:
                 visit(child)
             return
@@ -141,7 +149,8 @@ def test_the_checks_find_a_planted_upward_import_and_cycle():
 def test_function_level_and_type_checking_imports(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from vae_lab import train\n"
-                      "def f():\n    from vae_lab.runtime import build\n    import vae_lab.evaluate\n")
+                      "def f():\n    from vae_lab.runtime import build\n    import vae_lab.evaluate\n"
+                      "if __name__ == '__main__':\n    from vae_lab.train import main\n")
     known = {"vae_lab.runtime.build", "vae_lab.runtime", "vae_lab.evaluate", "vae_lab.train"}
     assert imports(source, known) == {"vae_lab.runtime.build", "vae_lab.evaluate"}
 

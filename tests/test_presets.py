@@ -112,7 +112,7 @@ def test_study_preset_holds_disentanglement_libs_values_and_grid(name):
     assert list(params) == [key], name
     assert [float(v) for v in str(params[key]).split(",")] == grid, name
     assert OmegaConf.select(cfg, key) in grid  # a run without -m takes one of the grid's values
-    build("penalty", cfg.penalty, dataset_size=1000, optional={"latent_dim": cfg.latent_dim})  # the values are legal
+    build("penalty", cfg.penalty, dataset_size=1000, latent_dim=cfg.latent_dim)  # the values are legal
 
 
 def test_every_published_preset_has_its_source_here():
@@ -158,7 +158,7 @@ def test_preset_trains_two_steps(name, idx_data_dir, tmp_path):
     if "warmup_epochs" in run.cfg.kl:  # Tomczak & Welling's 100 epochs, in steps of this run
         data = build("dataset", run.cfg.dataset)
         steps_per_epoch = math.ceil(data.size("train") / run.cfg.trainer.batch_size)
-        schedule = build("kl", run.cfg.kl, total_steps=10, optional={"steps_per_epoch": steps_per_epoch})
+        schedule = build("kl", run.cfg.kl, total_steps=10, steps_per_epoch=steps_per_epoch)
         assert schedule.warmup_steps == run.cfg.kl.warmup_epochs * steps_per_epoch
 
 
@@ -286,7 +286,7 @@ def test_warmup_in_epochs():
     """Linear with warmup_epochs takes its steps from the loop's steps_per_epoch; without it, a clear error (never a
     silent warm-up over warmup_steps)."""
     cfg = compose_config(["kl=linear", "++kl.warmup_epochs=2", "kl.beta=4"])
-    schedule = build("kl", cfg.kl, total_steps=1000, optional={"steps_per_epoch": 50})
+    schedule = build("kl", cfg.kl, total_steps=1000, steps_per_epoch=50)
     assert schedule.warmup_steps == 100
     assert [schedule.weight(s) for s in (0, 50, 100, 500)] == [0.0, 2.0, 4.0, 4.0]
     with pytest.raises(ConfigError, match=r"^kl\.warmup_epochs=2: needs steps_per_epoch"):

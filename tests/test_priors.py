@@ -174,4 +174,4 @@ def test_tcvae_refuses_a_prior_that_does_not_factorise():
     data = build("dataset", cfg.dataset)
     model = build_model(cfg, data)
     with pytest.raises(ConfigError, match="penalty: needs a factorised prior for its dimension-wise KL: MixtureOfGaussians is not one"):
-        build("penalty", cfg.penalty, dataset_size=256, optional={"prior": model.prior})
+        build("penalty", cfg.penalty, dataset_size=256, prior=model.prior)

@@ -8,14 +8,15 @@ from vae_lab.checks import ConfigError, number
 
 
 class KLSchedule:
-    """Base of the `kl` group. Built as `KLSchedule(total_steps=T, **config)`.
+    """Base of the `kl` group. Built as `KLSchedule(total_steps=T, steps_per_epoch=E, **config)`: the run's length in
+    steps and the steps in each of its epochs, for schedules written in either.
 
     `weight(step)` is the weight the penalty receives, logged as train/kl_weight.
     """
 
-    def __init__(self, beta=1.0, total_steps=None):
+    def __init__(self, beta=1.0, total_steps=None, steps_per_epoch=None):
         self.beta = number("beta", beta, low=0)
-        self.total_steps = total_steps
+        self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
 
     def weight(self, step):
         raise NotImplementedError
@@ -34,7 +35,7 @@ class Linear(KLSchedule):
 
     def __init__(self, beta=1.0, start=0.0, warmup_steps=10_000, warmup_epochs=None, total_steps=None,
                  steps_per_epoch=None):
-        super().__init__(beta, total_steps)
+        super().__init__(beta, total_steps, steps_per_epoch)
         self.start = number("start", start, low=0)
         self.warmup_steps = number("warmup_steps", warmup_steps, low=1, integer=True)
         if warmup_epochs is not None:
@@ -53,8 +54,8 @@ class Cyclical(KLSchedule):
     """Cyclical annealing (Fu et al. 2019): `n_cycles` cycles over the run; in each, the weight rises
     linearly from 0 to `beta` over the first `ratio` of the cycle, then holds at `beta`."""
 
-    def __init__(self, beta=1.0, n_cycles=4, ratio=0.5, total_steps=None):
-        super().__init__(beta, total_steps)
+    def __init__(self, beta=1.0, n_cycles=4, ratio=0.5, total_steps=None, steps_per_epoch=None):
+        super().__init__(beta, total_steps, steps_per_epoch)
         self.n_cycles = number("n_cycles", n_cycles, low=1, integer=True)
         self.ratio = number("ratio", ratio, low=0, low_open=True, high=1)
         self.total_steps = number("total_steps", total_steps, low=1, integer=True)

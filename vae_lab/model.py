@@ -37,21 +37,33 @@ class VAE(nn.Module):
         return Terms(self.likelihood.log_prob(x, params), self.prior.kl(mean, log_var, z), mean, log_var, params, z)
 
 
-def objective(terms, penalty, weight, step, recon_scale=1.0, batch=None, share=None):
-    """(loss, {name: weighted penalty term}): the loss minimised is the mean over images of
+class WholeBatch:
+    """A step's batch held whole by the process that trains on it: the penalty sees the terms themselves and the loss
+    takes their mean. (A batch shared among processes says the same two things its own way:
+    vae_lab.runtime.distributed.Batch.)"""
+
+    @staticmethod
+    def sees(terms):
+        return terms
+
+    @staticmethod
+    def mean(values):
+        return values.mean()
+
+
+WHOLE = WholeBatch()
+
+
+def objective(terms, penalty, weight, step, recon_scale=1.0, batch=WHOLE):
+    """(loss, {name: weighted penalty term}): the loss minimised is the mean over the batch's images of
     -log p(x|z) * recon_scale plus the penalty on the KL (vae_lab.penalties) given the schedule's weight.
 
     recon_scale is 1 for loss.reduction=sum (the ELBO's own weighting) and 1/pixels for `mean`, which is
-    the same as multiplying the KL weight by the number of pixels.
-
-    With several processes `terms` are this process's rows of the global batch and `batch` the whole batch's terms,
-    which the penalty sees; `share` (processes / images in the batch) makes the sum over this process's rows its
-    part of the batch mean, so that the mean over processes that DistributedDataParallel takes of the gradients is
-    the gradient of one process's loss, whatever the rows each process holds.
+    the same as multiplying the KL weight by the number of pixels. `batch` says what the penalty sees of the batch
+    (`sees`) and how the images' terms are averaged (`mean`), where the terms are only part of it.
     """
-    part, parts = penalty(terms if batch is None else batch, weight, step)
-    recon = terms.recon_ll.mean() if batch is None else terms.recon_ll.sum() * share
-    return -recon * recon_scale + part, parts
+    part, parts = penalty(batch.sees(terms), weight, step)
+    return -batch.mean(terms.recon_ll) * recon_scale + part, parts
 
 
 @contextmanager

@@ -17,8 +17,8 @@ ESTIMATORS = ("mss", "mws")  # of the aggregate posterior q(z) from one batch: m
 
 
 class Penalty(nn.Module):
-    """Base of the `penalty` group. Built as `Penalty(dataset_size=N, **config)`, with `prior=` (the model's) where
-    its constructor takes it.
+    """Base of the `penalty` group. Built as `Penalty(dataset_size=N, latent_dim=D, prior=<the model's prior>,
+    **config)`: every option takes the three (and keeps the prior's weights out of its own state_dict).
 
     `forward(terms, weight, step)` returns (scalar loss part, {name: scalar tensor}): the weighted terms it added,
     logged as train/<name> (their sum is the loss part). `names` lists those names, fixed when it is built, so
@@ -26,15 +26,18 @@ class Penalty(nn.Module):
     own (an adversarial one, such as FactorVAE's discriminator) trains them in `update(terms, step, generator)`,
     which the loop calls after each optimiser step of the VAE with the penalty's own random stream (saved in the
     checkpoint with the others); it returns {name: scalar tensor} for the names in `update_names`, logged as
-    train/<name> too. The penalty's state_dict (parameters and optimiser) is saved in the checkpoint.
+    train/<name> too. The penalty's state_dict (parameters and optimiser) is saved in the checkpoint. `min_batch` is the
+    fewest images a batch may hold for its batch statistics to mean what they say (the loop leaves out an epoch's
+    last batch when it holds fewer).
     """
 
     names: tuple = ("kl_penalty",)
     update_names: tuple = ()
+    min_batch: int = 1
 
-    def __init__(self, dataset_size=None):
+    def __init__(self, dataset_size=None, latent_dim=None, prior=None):
         super().__init__()
-        self.dataset_size = dataset_size
+        self.dataset_size, self.latent_dim = dataset_size, latent_dim
 
     def forward(self, terms, weight, step):
         raise NotImplementedError
@@ -58,8 +61,8 @@ class Capacity(Penalty):
 
     names = ("capacity_penalty", "capacity")
 
-    def __init__(self, gamma=1000.0, c_max=25.0, ramp_steps=100_000, dataset_size=None):
-        super().__init__(dataset_size)
+    def __init__(self, gamma=1000.0, c_max=25.0, ramp_steps=100_000, dataset_size=None, latent_dim=None, prior=None):
+        super().__init__(dataset_size, latent_dim)
         self.gamma = number("gamma", gamma, low=0)
         self.c_max = number("c_max", c_max, low=0)
         self.ramp_steps = number("ramp_steps", ramp_steps, low=1, integer=True)
@@ -77,8 +80,8 @@ class FreeBits(Penalty):
     """Free bits (Kingma et al. 2016, eq. 15): w · Σ_j max(λ, batch-mean KL_j), λ = `free_nats` per latent dimension.
     Dimensions below λ get no gradient from the KL; for priors whose KL does not split, λ applies to the total."""
 
-    def __init__(self, free_nats=0.5, dataset_size=None):
-        super().__init__(dataset_size)
+    def __init__(self, free_nats=0.5, dataset_size=None, latent_dim=None, prior=None):
+        super().__init__(dataset_size, latent_dim)
         self.free_nats = number("free_nats", free_nats, low=0)
 
     def forward(self, terms, weight, step):
@@ -105,8 +108,11 @@ class TCVAE(Penalty):
 
     ANALYTIC_NAMES = ("kl_penalty", "alpha_minus_1_mi", "beta_minus_1_tc", "gamma_minus_1_dimwise_kl")
 
-    def __init__(self, alpha=1.0, gamma=1.0, estimator="mss", kl_estimate="sampled", dataset_size=None, prior=None):
-        super().__init__(dataset_size)
+    min_batch = 2  # log q(z_i) is estimated from the other codes of the batch
+
+    def __init__(self, alpha=1.0, gamma=1.0, estimator="mss", kl_estimate="sampled", dataset_size=None,
+                 latent_dim=None, prior=None):
+        super().__init__(dataset_size, latent_dim)
         self.alpha = number("alpha", alpha, low=0)
         self.gamma = number("gamma", gamma, low=0)
         self.estimator = choice("estimator", estimator, ESTIMATORS)
@@ -143,8 +149,11 @@ class DIP(Penalty):
 
     names = ("kl_penalty", "dip_off_diagonal", "dip_diagonal")
 
-    def __init__(self, variant="i", lambda_od=10.0, lambda_d_factor=10.0, lambda_d=None, dataset_size=None):
-        super().__init__(dataset_size)
+    min_batch = 2  # the covariance of one image's code is 0
+
+    def __init__(self, variant="i", lambda_od=10.0, lambda_d_factor=10.0, lambda_d=None, dataset_size=None,
+                 latent_dim=None, prior=None):
+        super().__init__(dataset_size, latent_dim)
         if lambda_d is not None:  # the absolute key of configs written before lambda_d_factor
             raise ConfigError(f"lambda_d={lambda_d}: replaced by lambda_d_factor (lambda_d = lambda_d_factor * "
                               "lambda_od, as disentanglement_lib); set penalty.lambda_d_factor to lambda_d / lambda_od "
@@ -189,9 +198,11 @@ class FactorVAE(Penalty):
     names = ("kl_penalty", "gamma_tc")
     update_names = ("discriminator_loss", "discriminator_accuracy")
 
-    def __init__(self, gamma=40.0, depth=6, width=1000, lr=1e-4, betas=(0.5, 0.9), latent_dim=None,
-                 dataset_size=None):
-        super().__init__(dataset_size)
+    min_batch = 2  # permuting a batch of one code across the batch leaves it as it is
+
+    def __init__(self, gamma=40.0, depth=6, width=1000, lr=1e-4, betas=(0.5, 0.9), dataset_size=None,
+                 latent_dim=None, prior=None):
+        super().__init__(dataset_size, latent_dim)
         self.gamma = number("gamma", gamma, low=0)
         depth, width = number("depth", depth, low=1, integer=True), number("width", width, low=1, integer=True)
         number("latent_dim", latent_dim, low=1, integer=True)

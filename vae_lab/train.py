@@ -1,26 +1,18 @@
-"""vae-train: one plain training loop for every VAE the configs can assemble.
+"""The training loop for every VAE the configs can assemble (the vae-train command: vae_lab.train_command).
 
 `train()` is the loop; the functions above it set a run up, restore it, take a step, log, validate and save.
 With several processes (trainer.devices, torchrun, Slurm: vae_lab.runtime.distributed) every process runs the same
-loop on its rows of each global batch; rank 0 alone validates and writes.
+loop on its rows of each global batch (Team.batch); rank 0 alone validates and writes.
 """
 import logging
 import math
-import os
 import random
-import shutil
-import sys
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-import hydra
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from vae_lab import rundir
@@ -30,17 +22,16 @@ from vae_lab.measure.elbo import measure
 from vae_lab.measure.pictures import log_pictures
 from vae_lab.model import objective
 from vae_lab.progress import bar
-from vae_lab.results import HEADLINE
 from vae_lab.rundir import Status
-from vae_lab.runtime import checkpoint, distributed, resume, sweep
+from vae_lab.runtime import checkpoint, distributed
 from vae_lab.runtime.build import build, build_model, build_optimizer, build_penalty, build_scheduler
-from vae_lab.runtime.config import CONFIG_DIR, check_root, register_resolvers
+from vae_lab.runtime.clock import Clock
+from vae_lab.runtime.config import check_root
 from vae_lab.runtime.distributed import Team
 from vae_lab.runtime.guard import NonFiniteGuard
-from vae_lab.runtime.interrupt import StopRequest
+from vae_lab.runtime.interrupt import StopRequest, exit_code
 from vae_lab.runtime.logbook import Logbook
 from vae_lab.runtime.means import TrainingMeans
-from vae_lab.runtime.threads import set_threads
 
 log = logging.getLogger("vae_lab")
 
@@ -104,22 +95,40 @@ class Training:
 def setup(cfg, run_dir, team=None):
     """Check the config, build data, model, optimizer, KL schedule and random streams, restore a checkpoint
     (resume=<dir>), and open the run's log (`team`: one process by default). Raises ConfigError before anything is
-    written."""
+    written. With several processes a failure on any one of them is raised on all before the next collective
+    (Team.agree_on), so none is left waiting."""
     team = team or Team()
+    saved, device = team.agree_on(lambda: prepare(cfg, run_dir, team))
+    data = team.first(lambda: build("dataset", cfg.dataset, device=device))  # a cache is written once, then read
+    training = team.agree_on(lambda: assemble(cfg, run_dir, team, saved, data))
+    training.logbook = Logbook(run_dir, purge_step=training.state.step + 1 if saved is not None else None) if team.main else None
+    training.step_model = team.wrap(training.state.model)  # a collective: only once setup has been agreed
+    if training.trainer.compile:  # opt-in: scripts/bench.py
+        training.step_model = torch.compile(training.step_model)
+    return training
+
+
+def prepare(cfg, run_dir, team):
+    """(the checkpoint to resume or None, this process's device), with the run's random state seeded."""
     check_root(cfg)
     distributed.check_batch(cfg.trainer.batch_size, team.size)
     saved = checkpoint.load(rundir.checkpoint(cfg.resume)) if cfg.resume is not None else None
     if saved is None and not rundir.is_fresh(run_dir):
         raise ConfigError(f"hydra.training.dir={run_dir}: holds another run already; choose a new directory or resume={run_dir}")
     seed_everything(cfg.seed)
-    device = team.place(resolve_device(cfg.device))
-    data = team.first(lambda: build("dataset", cfg.dataset, device=device))  # a cache is written once, then read
+    return saved, team.place(resolve_device(cfg.device))
+
+
+def assemble(cfg, run_dir, team, saved, data):
+    """The Training of `cfg` on `data`, restored from `saved` when resuming; its logbook and step model unset."""
+    device = data.device
     model = build_model(cfg, data).to(device)
     t = SimpleNamespace(**OmegaConf.to_container(cfg.trainer, resolve=True))
-    steps_per_epoch = math.ceil(data.size("train") / t.batch_size)
-    total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
-    kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1), optional={"steps_per_epoch": steps_per_epoch})
     penalty = build_penalty(cfg, data, model)
+    team.share_gradients(penalty)  # its own parameters (FactorVAE's discriminator) take one averaged step everywhere
+    steps_per_epoch = epoch_steps(data.size("train"), t.batch_size, penalty.min_batch, cfg.penalty._target_)
+    total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
+    kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1), steps_per_epoch=steps_per_epoch)
     means = TrainingMeans(penalty.names, device, later=penalty.update_names)
     optimizer = build_optimizer(cfg, model)
     state = State(model, optimizer, build_scheduler(cfg, optimizer, steps_per_epoch), penalty,
@@ -136,14 +145,28 @@ def setup(cfg, run_dir, team=None):
     if cfg.loss.reduction == "mean":
         warn_mean_reduction(kl_schedule.beta, data.num_pixels)
     model.train()
-    step_model = model if team.size == 1 else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None)
-    return Training(cfg, run_dir, data, state, kl_schedule, 1.0 if cfg.loss.reduction == "sum" else 1.0 / data.num_pixels,
-               t, total, steps_per_epoch, torch.compile(step_model) if t.compile else step_model,  # opt-in: bench.py
-               torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"),
-               Logbook(run_dir, purge_step=state.step + 1 if saved is not None else None) if team.main else None,
-               CollapseWatch(cfg.eval.collapse_patience), resumed=saved is not None, team=team,
-               latent_dim=cfg.latent_dim)
+    return Training(cfg, Path(run_dir), data, state, kl_schedule,
+                    1.0 if cfg.loss.reduction == "sum" else 1.0 / data.num_pixels, t, total, steps_per_epoch,
+                    step_model=None, autocast=torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"),
+                    logbook=None, collapse_watch=CollapseWatch(cfg.eval.collapse_patience), resumed=saved is not None,
+                    team=team, latent_dim=cfg.latent_dim)
+
+
+def epoch_steps(images, batch_size, min_batch, penalty):
+    """Steps per epoch of `images` training images in batches of batch_size. An epoch's last, partial batch is trained
+    on, unless it holds fewer images than the penalty's batch statistics need (`min_batch`: 2 for the β-TCVAE's
+    q(z), DIP-VAE's covariance, FactorVAE's permutation): then it is left out of that epoch (which images, the
+    epoch's shuffle decides), rather than failing or degrading silently at that step."""
+    if batch_size < min_batch or images < min_batch:
+        what = f"trainer.batch_size={batch_size}" if batch_size < min_batch else f"a training set of {images} images"
+        raise ConfigError(f"{what}: penalty {penalty} needs batches of at least {min_batch} images (its batch "
+                          f"statistics); raise trainer.batch_size or the training set's size")
+    full, rest = divmod(images, batch_size)
+    if 0 < rest < min_batch:
+        log.info("each epoch's last batch of %d image(s) is left out: penalty %s needs batches of at least %d",
+                 rest, penalty, min_batch)
+        return full
+    return full + (rest > 0)
 
 
 def seed_everything(seed):
@@ -153,9 +176,9 @@ def seed_everything(seed):
 
 
 def batches(training):
-    """Training batches from the run's current step to its last (this process's rows of each); each epoch's order is
-    a pure function of (seed, epoch), so a resumed run sees the batches it would have seen. A streamed dataset gathers
-    them a few batches ahead (data.stream); the order and every random draw stay in this process."""
+    """Training images from the run's current step to its last (this process's rows of each step's batch); each
+    epoch's order is a pure function of (seed, epoch), so a resumed run sees the batches it would have seen. A
+    streamed dataset gathers them a few batches ahead (data.stream); the order and every random draw stay here."""
     yield from training.data.stream("train", batch_indices(training), training.state.generators["binarize"],
                                     rows=training.team.rows)
 
@@ -177,72 +200,39 @@ def batch_indices(training):
 
 
 def train_step(training, x):
-    """One optimiser step on the batch x (this process's rows of the global batch). The guard records its terms and
-    gradients on the device, no host read. The reparameterisation noise is drawn for the global batch, as one process
-    draws it; with several processes the penalty sees the whole batch's terms (distributed.gather_terms)."""
-    s, team = training.state, training.team
+    """One optimiser step on the images x, this process's rows of the step's global batch (Team.batch: the
+    reparameterisation noise is drawn for the whole batch and the penalty sees the whole batch's terms). The guard
+    records its terms and gradients on the device, no host read."""
+    s = training.state
     weight = training.kl_schedule.weight(s.step)
-    n = batch_size(training, s.step)
-    noise = torch.randn((n, training.latent_dim), generator=s.generators["noise"], device=x.device)[team.rows(n)]
+    batch = training.team.batch(batch_size(training, s.step))
+    noise = batch.draw((training.latent_dim,), s.generators["noise"], x.device)
     with training.autocast:
         terms = training.step_model(x, noise=noise)
-        batch = None if team.size == 1 else distributed.gather_terms(team, terms, n)
-        loss, parts = objective(terms, s.penalty, weight, s.step, training.recon_scale, batch, team.size / n)
+        loss, parts = objective(terms, s.penalty, weight, s.step, training.recon_scale, batch)
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    batch = terms if batch is None else batch
-    if s.guard.record(s.step, loss, batch, parts, weight):  # False: trainer.nonfinite=skip
+    seen = batch.sees(terms)  # what the penalty saw
+    if s.guard.record(s.step, loss, seen, parts, weight):  # False: trainer.nonfinite=skip
         s.optimizer.step()
-        s.guard.record_later(s.penalty.update(batch, s.step, s.generators["penalty"]))
+        s.guard.record_later(s.penalty.update(seen, s.step, s.generators["penalty"]))
     s.scheduler.step()
     s.step += 1
 
 
 def due(training, stop, start_step):
-    """What follows the step just taken: log, validate, save, stop (a signal, or trainer.stop_at_step).
-    Several processes act on a signal that any of them received at the next logging step, all together."""
-    step, t, last, team = training.state.step, training.trainer, training.state.step == training.total, training.team
-    log = step % t.log_every == 0 or last
-    if team.size > 1 and log:
-        stop.signal = team.agree(stop.signal)
-    signalled = stop.signal is not None and (team.size == 1 or log)
-    stopping = signalled or (t.stop_at_step is not None and start_step < t.stop_at_step <= step < training.total)
+    """What follows the step just taken: log, validate, save, stop (a signal, or trainer.stop_at_step), and the
+    signal that stops it. Several processes act together on a signal that any of them received, at the next logging
+    step: what this process's handler received (stop.signal) is never overwritten by what they agreed, so a signal
+    that arrives while they agree is agreed at the next logging step."""
+    step, t, team = training.state.step, training.trainer, training.team
+    last = step == training.total
+    log_now = step % t.log_every == 0 or last
+    signal = stop.signal if team.size == 1 else team.agree(stop.signal) if log_now else None
+    stopping = signal is not None or (t.stop_at_step is not None and start_step < t.stop_at_step <= step < training.total)
     validate = step % t.eval_every == 0 or last
-    return SimpleNamespace(log=log, validate=validate, stop=stopping,
+    return SimpleNamespace(log=log_now, validate=validate, stop=stopping, signal=signal,
                            save=validate or step % t.checkpoint_every == 0 or stopping)
-
-
-class Clock:
-    """Seconds spent training (evaluation and checkpoints are `paused()`) and the images trained in them."""
-
-    def __init__(self):
-        self.started = self.since = time.perf_counter()
-        self.seconds = self.images = 0.0
-        self.lap_seconds = self.lap_images = 0.0
-
-    def count(self, images):
-        self.images += images
-
-    @contextmanager
-    def paused(self):
-        self.seconds += time.perf_counter() - self.since
-        yield
-        self.since = time.perf_counter()
-
-    def training_seconds(self):
-        return self.seconds + time.perf_counter() - self.since
-
-    def lap(self):
-        """Images per second of training since the previous lap."""
-        seconds, images = self.training_seconds(), self.images
-        rate = (images - self.lap_images) / max(seconds - self.lap_seconds, 1e-9)
-        self.lap_seconds, self.lap_images = seconds, images
-        return rate
-
-    def summary(self):
-        seconds = self.training_seconds()
-        return {"wall_s": time.perf_counter() - self.started,
-                "images_per_s": self.images / seconds if self.images else 0.0}
 
 
 def log_training(training, images_per_s, steps):
@@ -289,12 +279,12 @@ def train(cfg, run_dir, team=None):
     """Train the VAE that `cfg` describes, writing everything into `run_dir`; returns the summary. `team`: this
     process's place among several training the run together (vae_lab.runtime.distributed), one process by default."""
     team = team or Team()
-    training = team.agree_on(lambda: setup(cfg, Path(run_dir), team))  # a ConfigError on any process stops all
+    training = setup(cfg, Path(run_dir), team)  # a failure on any process stops all of them
     s, start_step, clock = training.state, training.state.step, Clock()
     # A resumed run that had finished but for its summary reuses its last validation: nothing is logged twice.
     result = (training.logbook.evaluation_at(s.step) if training.resumed and s.step >= training.total and team.main
               else None)
-    status, problem = Status.COMPLETED, None
+    status, problem, signal = Status.COMPLETED, None, None
     # SIGINT/SIGTERM: finish the step, save, stop
     with StopRequest() as stop, bar(training.total, "train", "step", initial=s.step, enabled=team.main) as steps:
         for x in batches(training):
@@ -319,22 +309,22 @@ def train(cfg, run_dir, team=None):
                     team.average(s.means.sums)  # the checkpoint holds every process's train/ sums, as one process's
                     save(training, rundir.LAST)
             if now.stop:
-                status = Status.INTERRUPTED if stop.signal else Status.STOPPED
+                status, signal = Status.INTERRUPTED if now.signal else Status.STOPPED, now.signal
                 break
     if status == Status.COMPLETED and result is None and team.main:  # nothing trained here (epochs=0, a finished
         result = validate(training)                                  # run resumed)
         save(training, rundir.LAST)
-    return finish(training, status, result, clock, problem, stop)
+    return finish(training, status, result, clock, problem, signal)
 
 
-def finish(training, status, result, clock, problem, stop):
+def finish(training, status, result, clock, problem, signal):
     """Write summary.json (and, once the run has ended for good, its HParams session); return the summary."""
     step = training.state.step
     if status == Status.DIVERGED:
         extra = {"error": diverged_message(problem, training.dir)}
     elif not status.final:
-        why = stop.signal or "trainer.stop_at_step"
-        extra = {"signal": stop.signal, "exit_code": stop.exit_code if stop.signal else 0,
+        why = signal or "trainer.stop_at_step"
+        extra = {"signal": signal, "exit_code": exit_code(signal) if signal else 0,
                  "message": f"stopped at step {step} ({why}), {rundir.checkpoint(training.dir)} written; "
                             f"continue with: vae-train resume={training.dir}"}
     elif training.team.main:
@@ -368,127 +358,7 @@ def warn_mean_reduction(beta, pixels):
                     pixels, effective, beta, pixels)
 
 
-def report(summary):
-    print(f"run directory: {summary['run_dir']}")
-    print("validation:", "  ".join(f"{k} {summary[k]:.3f}" if isinstance(summary[k], float) else f"{k} {summary[k]}"
-                                    for k in HEADLINE if summary[k] is not None), "(nats per image)")
-    print(f"{summary['steps']} steps, {summary['images_per_s']:.0f} images/s, {summary['wall_s']:.1f} s")
+if __name__ == "__main__":  # python -m vae_lab.train, torchrun -m vae_lab.train: the vae-train command
+    from vae_lab.train_command import main
 
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def hydra_main(cfg):
-    hc = HydraConfig.get()
-    if hc.mode == RunMode.MULTIRUN:  # a failed job is recorded in its summary.json; the sweep goes on
-        summary = sweep.guarded_job(train_job, cfg, hc.runtime.output_dir)
-    else:
-        try:
-            summary = train_job(cfg)
-        except ConfigError as e:
-            raise SystemExit(f"vae-train: error: {e}") from None
-        if summary["status"] == Status.DIVERGED:
-            raise SystemExit(f"vae-train: error: {summary['error']}")
-    if summary["status"] in (Status.STOPPED, Status.INTERRUPTED):
-        if distributed.environment()[0] == 0:  # one message for a run of several processes
-            print(f"vae-train: {summary['message']}", file=sys.stderr, flush=True)
-        if summary["exit_code"]:  # 128 + the signal's number: ends a sweep too; stop_at_step lets it go on
-            raise SystemExit(summary["exit_code"])
-    return summary.get(cfg.objective)  # what a sweeper such as hydra/sweeper=optuna optimises
-
-
-def main():
-    """The vae-train command."""
-    register_resolvers()
-    hydra_main()
-
-
-def train_job(cfg):
-    """One vae-train job: where it trains (a new run or the one it resumes), its processes and threads, the loop,
-    the report. With trainer.devices=N (and no launcher's ranks here) it starts N processes and waits for them; a
-    launcher's rank (torchrun, Slurm) joins the others and trains with them in rank 0's run directory."""
-    hc = HydraConfig.get()
-    raw = OmegaConf.to_container(hc, resolve=False)  # as typed: an override may hold a broken ${...}
-    launcher = OmegaConf.to_container(hc.launcher, resolve=True) if hc.launcher else None
-    rank, size, _ = distributed.environment()
-
-    def target():
-        return resume.resume_target(cfg, Path(hc.runtime.output_dir), raw["overrides"]["task"],
-                                    resume.search_roots(raw["run"]["dir"], raw["sweep"]["dir"]))
-
-    if size == 1 and cfg.trainer.devices > 1:
-        check_root(cfg)
-        distributed.check_batch(cfg.trainer.batch_size, cfg.trainer.devices)
-        run_cfg, run_dir = target()
-        summary = run_processes(run_cfg, run_dir, launcher)
-    else:
-        if size > 1 and cfg.trainer.devices not in (1, local_processes()):
-            raise ConfigError(f"trainer.devices={cfg.trainer.devices}: the launcher started {local_processes()} "
-                              f"processes on this machine; leave trainer.devices at 1 or set it to {local_processes()}")
-        team = distributed.join(resolve_device(cfg.device))
-        try:
-            set_threads(cfg.threads, launcher)
-            run_cfg, run_dir = agreed_target(team, target, Path(hc.runtime.output_dir))
-            summary = train(run_cfg, run_dir, team)
-        finally:
-            distributed.leave()
-    if summary["status"] == Status.COMPLETED and rank == 0:
-        report(summary)
-    return summary
-
-
-def local_processes():
-    return int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-
-
-def agreed_target(team, target, own_dir):
-    """(config, run directory) as rank 0 decides them (a new run, resume=, resume=auto), on every process. Hydra made
-    a directory for each process before this code ran: the others' are removed while they hold nothing else."""
-    if team.size == 1:
-        return target()
-    made, error = distributed.attempt(target) if team.main else (None, None)
-    shared = None if made is None else (OmegaConf.to_container(made[0], resolve=True), str(made[1]))
-    error, shared = team.from_main((error, shared))
-    if error:
-        raise ConfigError(error)
-    if team.main:
-        return made
-    cfg, run_dir = OmegaConf.create(shared[0]), Path(shared[1])
-    if own_dir.resolve() != run_dir.resolve() and rundir.is_fresh(own_dir):
-        shutil.rmtree(own_dir, ignore_errors=True)
-    return cfg, run_dir
-
-
-def run_processes(cfg, run_dir, launcher):
-    """vae-train trainer.devices=N: the run trained by N processes started here (torch's elastic agent), this one
-    waiting; rank 0's summary. A signal here reaches them all: they checkpoint and stop together (status interrupted)."""
-    log.info("training %s with %d processes (trainer.devices)", run_dir, cfg.trainer.devices)
-    summary = distributed.launch(cfg.trainer.devices, rank_main, OmegaConf.to_container(cfg, resolve=True),
-                                 str(run_dir), launcher)[0]
-    if isinstance(summary, ConfigError):
-        raise summary
-    return summary
-
-
-def rank_main(cfg, run_dir, launcher):
-    """One of the processes run_processes starts: join the others, train, return the summary (rank 0's counts);
-    a ConfigError is returned, to be raised as one line where they were started."""
-    rank = distributed.environment()[0]
-    handlers = [logging.StreamHandler(sys.stdout)]
-    if rank == 0:
-        handlers.append(logging.FileHandler(Path(run_dir) / "train.log"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, handlers=handlers,
-                        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    register_resolvers()
-    cfg = OmegaConf.create(cfg)
-    try:
-        team = distributed.join(resolve_device(cfg.device))
-        try:
-            set_threads(cfg.threads, launcher)
-            return train(cfg, Path(run_dir), team)
-        finally:
-            distributed.leave()
-    except ConfigError as e:
-        return e
-
-
-if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from vae_lab.checks import ConfigError, first_line
-from vae_lab.model import VAE
+from vae_lab.model import VAE, Terms
 from vae_lab.priors import MC_KL_NOTE
 from vae_lab.runtime.config import check_optimizer_args
 from vae_lab.runtime.resources import check_fits
@@ -19,7 +19,9 @@ log = logging.getLogger("vae_lab")
 
 def build(group, node, optional=None, **runtime):
     """instantiate(node, **runtime); a ConfigError raised by the class comes back prefixed with `group`.
-    `optional` run-time sizes are passed only to a class whose constructor takes them (e.g. steps_per_epoch)."""
+    `optional` run-time sizes are passed only to a class whose constructor takes them: for the `scheduler` group,
+    whose options are mostly torch's own classes (only vae_lab's take steps_per_epoch); every other group's classes
+    are vae_lab's base classes' and take what they are given."""
     if node is None or "_target_" not in node:
         raise ConfigError(f"{group}: no `_target_` in its config; choose an option of the `{group}` group")
     try:
@@ -60,11 +62,27 @@ def build_model(cfg, data):
 
 
 def build_penalty(cfg, data, model):
-    """The `penalty` group's option for `model` trained on `data` (its training set's size, the model's prior and
-    latent size where the class takes them), on the model's device."""
-    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train"),
-                    optional={"prior": model.prior, "latent_dim": cfg.latent_dim})
-    return penalty.to(next(model.parameters()).device)
+    """The `penalty` group's option for `model` trained on `data` (its training set's size, the model's latent size
+    and prior), on the model's device; one whose terms are not its `names` is a ConfigError (`check_penalty`)."""
+    penalty = build("penalty", cfg.penalty, dataset_size=data.size("train"), latent_dim=cfg.latent_dim,
+                    prior=model.prior)
+    device = next(model.parameters()).device
+    return check_penalty(penalty.to(device), cfg.penalty._target_, cfg.latent_dim, device)
+
+
+def check_penalty(penalty, target, latent_dim, device):
+    """`penalty`, once its forward on a batch of two zero codes has returned a scalar and exactly the terms its `names`
+    list (what the loop keeps a place for at every step): a mismatch found here rather than at the first step.
+    The random state is restored after it: the check draws nothing from a run's streams."""
+    zeros = torch.zeros(2, latent_dim, device=device)
+    terms = Terms(zeros.sum(1), zeros, zeros, zeros, None, zeros)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        part, parts = penalty(terms, 1.0, 0)
+    if set(parts) != set(penalty.names) or torch.as_tensor(part).dim() != 0:
+        raise ConfigError(f"penalty._target_={target}: its forward returns the terms {sorted(parts)} and a loss part of "
+                          f"shape {tuple(torch.as_tensor(part).shape)}; it must return a scalar and exactly the terms "
+                          f"of its `names`, {sorted(penalty.names)}")
+    return penalty
 
 
 def build_scheduler(cfg, optimizer, steps_per_epoch):

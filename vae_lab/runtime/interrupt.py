@@ -54,8 +54,12 @@ class StopRequest:
 
     @property
     def exit_code(self):
-        """The shell's convention for a process ended by this signal: 128 + its number."""
-        return 128 + signal.Signals[self.signal].value
+        return exit_code(self.signal)
+
+
+def exit_code(name):
+    """The shell's convention for a process ended by the signal `name` (SIGTERM): 128 + its number."""
+    return 128 + signal.Signals[name].value
 
 
 class SweepSignal:

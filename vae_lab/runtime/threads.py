@@ -18,11 +18,10 @@ def cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def threads_for(launcher, n_cores):
-    """(threads, why) for a job under the Hydra launcher config `launcher`, or for one of the processes training a
-    run together on this machine (LOCAL_WORLD_SIZE, set by torchrun and by trainer.devices); threads None keeps
-    torch's default."""
-    processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+def threads_for(launcher, n_cores, processes=1):
+    """(threads, why) for a job under the Hydra launcher config `launcher`, or for one of the `processes` training a
+    run together on this machine (vae_lab.runtime.distributed: Team.local_size); threads None keeps torch's
+    default."""
     if processes > 1:
         return max(n_cores // processes, 1), f"{n_cores} cores / {processes} processes of this run"
     target = str((launcher or {}).get("_target_", ""))
@@ -38,10 +37,11 @@ def threads_for(launcher, n_cores):
     return None, "torch's default"
 
 
-def set_threads(setting, launcher=None):
-    """Apply `threads` (auto or a positive integer) for this job; returns the thread count torch now uses."""
+def set_threads(setting, launcher=None, processes=1):
+    """Apply `threads` (auto or a positive integer) for this job, one of `processes` training a run together on this
+    machine; returns the thread count torch now uses."""
     if setting == "auto":
-        n, why = threads_for(launcher, cores())
+        n, why = threads_for(launcher, cores(), processes)
     elif isinstance(setting, int) and not isinstance(setting, bool):
         n, why = positive_int("threads", setting), "threads"
     else:
