@@ -173,3 +173,124 @@ def test_processes_on_one_machine_share_its_memory_budget(monkeypatch):
     assert base.keep_resident("auto", 1.5 * 2**30, None, cpu)
     monkeypatch.setattr(os, "environ", {"LOCAL_WORLD_SIZE": "2"})
     assert not base.keep_resident("auto", 1.5 * 2**30, None, cpu)
+
+
+class SignalDuringAgreement:
+    """A team of two whose agreement is in flight when this process's handler runs: the signal arrives during
+    `agree` (as a SIGTERM can while all_gather_object waits for the other process), and the other process had none."""
+
+    size, main = 2, True
+
+    def __init__(self, stop):
+        self.stop, self.delivered, self.seen = stop, False, []
+
+    def agree(self, value):
+        self.seen.append(value)
+        if not self.delivered:
+            self.delivered, self.stop.signal = True, "SIGTERM"  # what StopRequest's handler does
+        return value
+
+
+def test_a_signal_received_while_the_processes_agree_is_agreed_at_the_next_logging_step():
+    """due() must not overwrite what the handler received with what the processes agreed before it: the first logging
+    step agrees on None (the signal came mid-call), the next one on SIGTERM, and the run stops there."""
+    from types import SimpleNamespace
+
+    from vae_lab.runtime.interrupt import StopRequest
+    from vae_lab.train import due
+
+    stop = StopRequest()
+    team = SignalDuringAgreement(stop)
+    training = SimpleNamespace(state=SimpleNamespace(step=5), total=100, team=team, trainer=SimpleNamespace(
+        log_every=5, eval_every=50, checkpoint_every=50, stop_at_step=None))
+    first = due(training, stop, start_step=0)
+    assert not first.stop and stop.signal == "SIGTERM"
+    training.state.step = 7  # not a logging step: the processes do not talk, nobody stops yet
+    assert not due(training, stop, start_step=0).stop
+    training.state.step = 10
+    second = due(training, stop, start_step=0)
+    assert second.stop and second.signal == "SIGTERM" and second.save
+    assert team.seen == [None, "SIGTERM"]
+
+
+# Loaded by every Python process the test below starts (the spawned ones too, before vae_lab): a setup step that fails
+# on rank 1 alone, as a GPU with less free memory, a file only one node lacks or a bug on one process would.
+FAIL_ON_RANK_1 = '''
+import os
+
+def _fail_on_rank_1(module, name, error):
+    def install():
+        import importlib
+        target = importlib.import_module(module)
+        real = getattr(target, name)
+        def fails_on_rank_1(*args, **kwargs):
+            if os.environ.get("RANK") == "1":
+                raise error
+            return real(*args, **kwargs)
+        setattr(target, name, fails_on_rank_1)
+    return install
+
+if os.environ.get("FAIL_ON_RANK_1"):
+    from vae_lab.checks import ConfigError
+    where, kind = os.environ["FAIL_ON_RANK_1"].split(":")
+    error = ConfigError("latent_dim=10: does not fit this GPU") if kind == "config" else RuntimeError("disk on fire")
+    module, name = where.rsplit(".", 1)
+    _fail_on_rank_1(module, name, error)()
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where,kind,line", [
+    # after the dataset is agreed, in this process's own model: rank 0 would go on to DistributedDataParallel
+    ("vae_lab.runtime.build.check_fits", "config", "vae-train: error: latent_dim=10: does not fit this GPU"),
+    # inside Team.first, on the processes that read what rank 0 built: rank 0 is past its broadcast
+    ("vae_lab.data.sprites.render_patches", "runtime", "vae-train: error: dataset: RuntimeError: disk on fire"),
+    # before it, any exception: rank 0 would wait in Team.first's collective
+    ("vae_lab.train.seed_everything", "runtime", "vae-train: error: process 1: RuntimeError: disk on fire"),
+])
+def test_a_setup_failure_on_one_process_only_is_one_line_on_all(tmp_path, where, kind, line):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAIL_ON_RANK_1)
+    marker = tmp_path / f"run-{kind}"
+    env = {**os.environ, "FAIL_ON_RANK_1": f"{where}:{kind}",
+           "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])}
+    started = time.time()
+    done = vae_train([*TINY, "trainer.devices=2", f"hydra.run.dir={marker}"], tmp_path, env=env)
+    assert time.time() - started < 120
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith(line), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr.split("vae-train: error:")[-1]
+    left = subprocess.run(["pgrep", "-f", str(marker)], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout
+    assert not list(marker.glob("events.out.tfevents.*")) and not (marker / "checkpoints").exists()
+
+
+def discriminators_after_steps(root, steps):
+    """FactorVAE's discriminator after `steps` steps on every process, rank 1's updates made to differ from rank 0's
+    (a little noise on its logits: kernels that do not round alike)."""
+    from helpers import SMALL, compose_config
+
+    from vae_lab.train import batches, setup, train_step
+
+    team = distributed.join(torch.device("cpu"))
+    try:
+        cfg = compose_config([*TINY, "penalty=factor_vae", *SMALL["factor_vae"], f"trainer.max_steps={steps}"])
+        training = setup(cfg, root, team)
+        if team.rank == 1:
+            training.state.penalty.discriminator.register_forward_hook(lambda m, i, out: out + 1e-3 * torch.rand_like(out))
+        for x in batches(training):
+            train_step(training, x)
+        return training.state.penalty.discriminator.state_dict()
+    finally:
+        distributed.leave()
+
+
+@pytest.mark.slow
+def test_the_discriminators_of_two_processes_stay_equal_by_construction(tmp_path):
+    """Each process updates its copy of FactorVAE's discriminator (outside DistributedDataParallel) from the same
+    global codes; their gradients are averaged before the step, so the copies stay equal even when the processes'
+    own arithmetic differs."""
+    out = distributed.launch(2, discriminators_after_steps, tmp_path / "run", 4)
+    for name, value in out[0].items():
+        assert torch.equal(value, out[1][name]), name
