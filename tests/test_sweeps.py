@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,6 +131,21 @@ def test_joblib_jobs_share_the_cores(tmp_path):
     assert len(logs) == 2, logs  # one per job
     for log in logs:
         assert f"torch threads: {expected} ({threads.cores()} cores / 2 parallel jobs)" in log.read_text()
+
+
+@pytest.mark.slow
+def test_joblib_sweep_on_the_installed_command_from_any_directory(tmp_path):
+    """The README's install (editable) and command, outside the repository and with no PYTHONPATH (the one conftest
+    sets for the other tests would hide it): Hydra's scan of hydra_plugins cannot list an editable install's
+    vae_lab_launcher, and vae-train must still find hydra/launcher=joblib's class."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    vae_train = Path(sys.executable).parent / "vae-train"  # the environment's command, as a user runs it
+    sweep_dir = tmp_path / "sweep"
+    out = subprocess.run([str(vae_train), "-m", *TINY, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
+                          f"hydra.sweep.dir={sweep_dir}"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [s["status"] for s in summaries(sweep_dir).values()] == ["completed"] * 2
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from hydra_plugins.vae_lab_launcher import register_launchers
 from vae_lab.checks import ConfigError, resolve_device
 from vae_lab.results import HEADLINE
 from vae_lab.rundir import Status
@@ -43,6 +44,7 @@ def hydra_main(cfg):
 def main():
     """The vae-train command."""
     register_resolvers()
+    register_launchers()  # Hydra's plugin scan misses them under an editable install
     hydra_main()
 
 
