@@ -114,11 +114,11 @@ def _records(where, data):
 
 
 def _check_lengths(where, records):
-    """The five training batches hold the same number of records (10,000 each in the release): a shorter one was cut
-    at a record boundary."""
-    counts = {name: len(records[name]) for name in TRAIN_FILES}
+    """The six files hold the same number of records (10,000 each in the release): a shorter one was cut at a record
+    boundary."""
+    counts = {name: len(records[name]) for name in (*TRAIN_FILES, TEST_FILE)}
     most = max(counts.values())
     short = [name for name, n in counts.items() if n < most]
     if short:
-        raise ConfigError(f"{where / short[0]}: {counts[short[0]]:,} records where the other training batches hold "
+        raise ConfigError(f"{where / short[0]}: {counts[short[0]]:,} records where the other batch files hold "
                           f"{most:,}: truncated; replace it")
