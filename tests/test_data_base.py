@@ -6,11 +6,15 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import compose_config, grid_overrides
 
 from vae_lab.checks import ConfigError
 from vae_lab.data import base
 from vae_lab.data.base import FactorGridData, IndexedImageData, split_sizes
 from vae_lab.data.cache import cached, file_key, path_for
+from vae_lab.data.idx import read_idx
+from vae_lab.data.sprites import GRID_SIZE
+from vae_lab.runtime.build import build
 
 
 def test_split_sizes_take_fractions_and_counts():
@@ -200,3 +204,58 @@ def test_streaming_reads_no_copy_of_the_whole_array(tmp_path, monkeypatch):
     monkeypatch.setattr(base, "gather", lambda array, positions, out=None: reads.append(len(positions)) or real(array, positions, out))
     data.batch("train", torch.arange(64))
     assert reads == [64]  # one gather per batch, not one read per image
+
+
+# --- the seeded split: dataset.split_seed draws it, seed does not ----------------------------------------------------
+
+SEEDED = ("sprites", "mnist", "cifar10", "image_folder", "mpi3d")  # each way a split is drawn: grid, files, cache
+
+
+def _seeded(option, data_dir, image_dir, grid_dir, *overrides):
+    small = {"sprites": ["dataset.val_size=64", "dataset.test_size=64"],
+             "image_folder": [f"dataset.path={image_dir}", "dataset.size=8"],
+             "mpi3d": [*grid_overrides(grid_dir)["mpi3d"], "dataset.val_size=0.1"]}.get(option, ["dataset.val_size=100"])
+    cfg = compose_config([f"dataset={option}", f"data_dir={data_dir}", *small, *overrides])
+    return build("dataset", cfg.dataset)
+
+
+def _images(data, split):
+    return data.batch(split, torch.arange(data.size(split)))
+
+
+@pytest.mark.parametrize("option", SEEDED)
+def test_two_seeds_are_scored_on_the_same_val_and_test_images(option, dataset_data_dir, image_dir, grid_dir):
+    one, two = (_seeded(option, dataset_data_dir, image_dir, grid_dir, f"seed={s}") for s in (1, 2))
+    for split in ("val", "test"):
+        same = torch.equal(_images(one, split), _images(two, split))
+        assert same, f"{option}: seeds 1 and 2 hold different {split} images"
+    other = _seeded(option, dataset_data_dir, image_dir, grid_dir, "seed=1", "dataset.split_seed=1")
+    assert not torch.equal(_images(one, "val"), _images(other, "val"))
+
+
+def _drawn_before_split_seed(n, val, test):
+    """(val, test) positions of n images as the seeded split drew them before split_seed, with seed 0: a permutation
+    of the n, test its first `test`, val the next `val` (test=0: a dataset whose test split is its own files)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    return order[test : test + val], order[:test]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("option", SEEDED)
+def test_the_default_split_is_seed_0s_split_of_before(option, seed, dataset_data_dir, image_dir, grid_dir):
+    data = _seeded(option, dataset_data_dir, image_dir, grid_dir, f"seed={seed}")
+    if option == "mnist":  # the split's images: TensorImageData keeps copies, not positions
+        train_x = read_idx(dataset_data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte.gz")
+        val, _ = _drawn_before_split_seed(len(train_x), 100, 0)
+        assert torch.equal((_images(data, "val") * 255).round().to(torch.uint8)[:, 0], torch.from_numpy(train_x[val.numpy()]))
+        return
+    where = data.grid_index if option == "sprites" else data.positions
+    n = GRID_SIZE if option == "sprites" else len(data.images)
+    held_out = data.size("test")
+    if option == "cifar10":  # its test split is test_batch.bin, after the training batches' n images
+        n, held_out = n - held_out, 0
+    val, test = _drawn_before_split_seed(n, data.size("val"), held_out)
+    assert torch.equal(where("val", torch.arange(data.size("val"))), val)
+    if held_out:
+        assert torch.equal(where("test", torch.arange(data.size("test"))), test)
+

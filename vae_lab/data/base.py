@@ -53,7 +53,10 @@ def grid_sizes(classes, source):
 class ImageData:
     """Images (C, H, W) with values in `value_range`, batched by index; no per-item Dataset/DataLoader: collating
     a batch from single items costs more than indexing one resident tensor (scripts/bench.py: ratio_vs_dataloader).
-    """
+
+    `seed` draws what a dataset draws once when it is built, such as binarize=static's one binarisation (a noise of
+    the modelling, like the model's initialisation); it never draws a split: a seeded train/val/test split is drawn by
+    the dataset's own `split_seed`, so that runs of several seeds are scored on the same test images."""
 
     shape: tuple
     value_range = (0.0, 1.0)
@@ -170,21 +173,26 @@ def split_count(key, size, n):
 
 
 def split_sizes(n, val_size, test_size):
-    """(val, test) image counts out of n (`split_count`), leaving at least one image to train on; a ConfigError
-    naming the key otherwise."""
-    counts = [split_count("val_size", val_size, n), split_count("test_size", test_size, n)]
-    if sum(counts) >= n:
-        raise ConfigError(f"val_size={val_size}, test_size={test_size}: leave no image of {n} to train on; give "
-                          "fractions such as 0.05 or smaller counts")
-    return tuple(counts)
+    """(val, test) image counts out of n (`split_count`), leaving at least one image to train on; test_size None holds
+    no test image out of the n (0): a dataset whose test split is files of its own. A ConfigError naming the key
+    otherwise."""
+    val = split_count("val_size", val_size, n)
+    test = 0 if test_size is None else split_count("test_size", test_size, n)
+    if val + test >= n:
+        given = f"val_size={val_size}" + ("" if test_size is None else f", test_size={test_size}")
+        raise ConfigError(f"{given}: leave no image of {n} to train on; give fractions such as 0.05 or smaller counts")
+    return val, test
 
 
-def seeded_splits(n, val_size, test_size, seed):
-    """{split: positions} of n images: a seeded permutation puts `test_size` of them in test, `val_size` in val and the
-    rest in train (`split_sizes`)."""
+def seeded_splits(n, val_size, test_size, split_seed):
+    """{split: positions} of n images: a permutation drawn with `split_seed` puts its first `test_size` in test, the
+    next `val_size` in val and the rest in train (sizes as `split_sizes`); test_size None draws only val and train,
+    for a dataset whose test split is files of its own. The one way every dataset draws a split."""
+    split_seed = int(number("split_seed", split_seed, low=0, integer=True))
     val, test = split_sizes(n, val_size, test_size)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
-    return {"test": order[:test], "val": order[test : test + val], "train": order[test + val :]}
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    drawn = {"val": order[test : test + val], "train": order[test + val :]}
+    return drawn if test_size is None else {"test": order[:test], **drawn}
 
 
 def available_memory(device):
@@ -275,22 +283,22 @@ def gathered_ahead(array, positions, device, threads, ahead):
 
 class IndexedImageData(ImageData):
     """Every image in one uint8 array (N, C, H, W), each split a set of positions in it: what a file-backed dataset of
-    any layout hands over. `splits` gives the positions of each split (a dataset's official partition); without it, a
-    seeded permutation puts `test_size` images in test, `val_size` in val and the rest in train (sizes as fractions or
-    counts, `split_sizes`). `labels` (N,) are class labels where the data has them.
+    any layout hands over. `splits` gives the positions of each split (a dataset's official partition); without it,
+    `seeded_splits` draws them with `split_seed`: `test_size` images in test, `val_size` in val and the rest in train
+    (sizes as fractions or counts). `labels` (N,) are class labels where the data has them.
 
     `resident` (`keep_resident`): true holds the images as a tensor on the device and indexes it per batch, the fast
     path; false leaves them in their memory-mapped file (numpy) and gathers each batch from it, in `workers` threads a
     few batches ahead while training (`stream`). Either way the positions, and every random draw, come from the
     training thread, so both give the same batches bit for bit."""
 
-    def __init__(self, images, labels=None, splits=None, val_size=0.05, test_size=0.05, binarize="none",
+    def __init__(self, images, labels=None, splits=None, val_size=0.05, test_size=0.05, split_seed=0, binarize="none",
                  dequantize="none", resident=True, memory_budget_gb=None, workers=2, seed=0, device="cpu"):
         super().__init__(binarize=binarize, seed=seed, device=device)
         self._check_dequantize(dequantize)
         self.workers = int(number("workers", workers, low=0, integer=True))
         if splits is None:
-            splits = seeded_splits(len(images), val_size, test_size, self.seed)
+            splits = seeded_splits(len(images), val_size, test_size, split_seed)
         self.resident = keep_resident(resident, images.nbytes, memory_budget_gb, self.device)
         splits = {k: torch.as_tensor(splits[k], dtype=torch.long) for k in SPLITS}
         self._index = {k: index.to(self.device) for k, index in splits.items()}
