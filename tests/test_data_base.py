@@ -10,10 +10,10 @@ from helpers import compose_config, grid_overrides
 
 from vae_lab.checks import ConfigError
 from vae_lab.data import base
-from vae_lab.data.base import FactorGridData, IndexedImageData, split_sizes
+from vae_lab.data.base import FactorGridData, ImageData, IndexedImageData, split_sizes
 from vae_lab.data.cache import cached, file_key, path_for
 from vae_lab.data.idx import read_idx
-from vae_lab.data.sprites import GRID_SIZE
+from vae_lab.data.sprites import GRID_SIZE, Sprites
 from vae_lab.runtime.build import build
 
 
@@ -114,6 +114,20 @@ def test_auto_keeps_the_images_resident_when_they_fit_the_budget(tmp_path, monke
     assert IndexedImageData(images, resident="auto", memory_budget_gb=1).resident is True
     with pytest.raises(ConfigError, match="resident='yes'"):
         IndexedImageData(images, resident="yes")
+
+
+def test_copies_on_one_machine_share_its_memory_budget(tmp_path, monkeypatch, caplog):
+    """resident=auto: a dataset given memory_share=0.5 (one of two copies of the images in one machine's memory)
+    counts on half the budget; memory_budget_gb, when given, is its own."""
+    images = _memmap(tmp_path)  # 57,600 bytes
+    monkeypatch.setattr(base, "available_memory", lambda device: 2 * 100_000)  # the budget: 100,000 bytes
+    assert IndexedImageData(images, resident="auto").resident is True
+    with caplog.at_level("INFO", logger="vae_lab"):
+        assert IndexedImageData(images, resident="auto", memory_share=0.5).resident is False
+    assert "0.5 of the memory available x 0.5" in caplog.text
+    assert IndexedImageData(images, resident="auto", memory_budget_gb=1, memory_share=0.5).resident is True
+    with pytest.raises(ConfigError, match="memory_share=0:"):
+        IndexedImageData(images, memory_share=0)
 
 
 @pytest.mark.parametrize("draws", [{}, {"binarize": "dynamic"}, {"binarize": "static"}, {"dequantize": "uniform"}])
@@ -259,3 +273,33 @@ def test_the_default_split_is_seed_0s_split_of_before(option, seed, dataset_data
     if held_out:
         assert torch.equal(where("test", torch.arange(data.size("test"))), test)
 
+
+# --- the contract: what the rest of vae_lab asks of a dataset, named once in ImageData --------------------------------
+
+def test_the_contract_is_the_base_class():
+    """Each name the contract lists is defined on ImageData; a dataset that provides nothing says which name it
+    lacks when it is asked for one it must provide, and has the defaults of the rest."""
+    contract = (*ImageData.REQUIRED, *ImageData.REQUIRED_WITH_FACTORS, *ImageData.PROVIDED)
+    assert len(set(contract)) == len(contract) and all(hasattr(ImageData, name) for name in contract)
+
+    class Nothing(ImageData):
+        pass
+
+    data = Nothing()
+    for name, call in (("shape", lambda: data.shape), ("size", lambda: data.size("train")),
+                       ("batch", lambda: data.batch("train", torch.arange(2))),
+                       ("factors", lambda: data.factors("train", torch.arange(2))),
+                       ("images_for_factors", lambda: data.images_for_factors(torch.zeros(2, 0)))):
+        with pytest.raises(NotImplementedError, match="Nothing"):
+            call()
+        assert name in ImageData.REQUIRED or name in ImageData.REQUIRED_WITH_FACTORS
+    assert data.labels("train", torch.arange(2)) is None and data.value_range == (0.0, 1.0)
+    assert data.factor_names == () and data.sample_factors(3).shape == (3, 0) and data.order_device == data.device
+    assert not data.binary and Nothing(binarize="dynamic").binary
+
+
+def test_binary_by_nature_or_binarised():
+    assert Sprites(val_size=1, test_size=1).binary  # 0/1 pixels, whatever binarize says
+    images = torch.zeros(10, 1, 2, 2, dtype=torch.uint8)
+    assert not IndexedImageData(images, val_size=1, test_size=1).binary
+    assert IndexedImageData(images, val_size=1, test_size=1, binarize="static").binary

@@ -51,10 +51,7 @@ class DSprites(FactorGridData):
                          split_seed=split_seed, binarize=binarize, seed=seed, device=device)
         self.shape = (1 if variant in BINARY else 3, SIDE, SIDE)
         self._shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=self.device)  # np.packbits: first pixel high
-
-    @property
-    def binary(self):
-        return self.variant in BINARY or super().binary
+        self.binary_by_nature = variant in BINARY
 
     def binarize_once(self, images):
         return images  # 0/1 pixels: a Bernoulli draw of each is itself

@@ -112,7 +112,7 @@ class ImageFolder(IndexedImageData):
 
     def __init__(self, path, size=64, channels=3, val_size=0.05, test_size=0.05, split_seed=0, on_error="skip",
                  data_dir="data", binarize="none", dequantize="none", resident="auto", memory_budget_gb=None,
-                 workers=2, seed=0, device="cpu"):
+                 memory_share=1.0, workers=2, seed=0, device="cpu"):
         size = int(number("size", size, low=1, high=MAX_SIZE, integer=True))
         if type(channels) is not int or channels not in (1, 3):
             raise ConfigError(f"channels={channels!r}: must be 1 (grey) or 3 (RGB)")
@@ -170,7 +170,7 @@ class ImageFolder(IndexedImageData):
                 labels = torch.full((len(files),), -1, dtype=torch.long).index_copy_(0, keep, labels)
         super().__init__(images, labels=labels, splits=splits, val_size=val_size, test_size=test_size,
                          split_seed=split_seed, binarize=binarize, dequantize=dequantize, resident=resident,
-                         memory_budget_gb=memory_budget_gb, workers=workers, seed=seed,
+                         memory_budget_gb=memory_budget_gb, memory_share=memory_share, workers=workers, seed=seed,
                          device=device)
 
 

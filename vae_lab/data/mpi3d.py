@@ -32,7 +32,7 @@ class MPI3D(FactorGridData):
 
     def __init__(self, path, version="toy", factor_sizes=None, data_dir="data", val_size=10000, test_size=10000,
                  split_seed=0, binarize="none", dequantize="none", resident="auto", memory_budget_gb=None,
-                 workers=2, seed=0, device="cpu"):
+                 memory_share=1.0, workers=2, seed=0, device="cpu"):
         choice("version", version, tuple(FILES))
         path = Path(path)
         other = {name: v for v, name in FILES.items() if v != version}
@@ -57,7 +57,7 @@ class MPI3D(FactorGridData):
                            (n, 3, SIDE, SIDE), fill)
         super().__init__(array, FACTOR_NAMES, sizes, val_size=val_size, test_size=test_size, split_seed=split_seed,
                          binarize=binarize, dequantize=dequantize, resident=resident, memory_budget_gb=memory_budget_gb,
-                         workers=workers, seed=seed, device=device)
+                         memory_share=memory_share, workers=workers, seed=seed, device=device)
 
 
 def _sizes(n, given, path):

@@ -73,7 +73,7 @@ class Sprites(ImageData):
     (`seeded_splits`). The images are binary: `seed` draws nothing here."""
 
     shape = (1, IMAGE, IMAGE)
-    binary = True  # every pixel 0 or 1: a Bernoulli is a probability of them, and its -ELBO a code length
+    binary_by_nature = True  # every pixel 0 or 1: a Bernoulli is a probability of them, and its -ELBO a code length
     factor_names = FACTOR_NAMES
     factor_sizes = FACTOR_SIZES
 
@@ -116,11 +116,7 @@ class Sprites(ImageData):
 
     def images_for_factors(self, factors, generator=None):
         """Images (n, 1, 64, 64) of the factor classes (n, 5), rendered like `batch` from their grid indices."""
-        factors = torch.as_tensor(factors, device=self.device).long()
-        sizes = torch.tensor(FACTOR_SIZES, device=self.device)
-        if factors.ndim != 2 or factors.shape[1] != len(FACTOR_SIZES) or ((factors < 0) | (factors >= sizes)).any():
-            raise ValueError(f"factors must be (n, {len(FACTOR_SIZES)}) classes below {FACTOR_SIZES}")
-        return self._render(ravel_index(factors, FACTOR_SIZES), generator)
+        return self._render(ravel_index(self._checked_factors(factors), FACTOR_SIZES), generator)
 
     def _render(self, g, generator):
         """Images (B, 1, 64, 64) of the grid indices g (B,)."""
