@@ -75,7 +75,7 @@ def test_cifar_damaged_files_are_one_line_naming_them(tmp_path):
         CIFAR10(path=tmp_path, download=False)
     assert "data_batch_3.bin" in one_line(e) and "truncated" in one_line(e)
     batch.write_bytes(whole[: 5 * cifar.RECORD])  # cut at a record boundary
-    with pytest.raises(ConfigError, match=r"data_batch_3.bin: 5 records where the other training batches hold 20"):
+    with pytest.raises(ConfigError, match=r"data_batch_3.bin: 5 records where the other batch files hold 20"):
         CIFAR10(path=tmp_path, download=False)
     batch.write_bytes(bytes([12]) + whole[1:])  # a label CIFAR-10 does not have
     with pytest.raises(ConfigError, match="data_batch_3.bin: record 0 has label 12"):
@@ -85,6 +85,18 @@ def test_cifar_damaged_files_are_one_line_naming_them(tmp_path):
     with pytest.raises(ConfigError) as e:
         CIFAR10(path=tmp_path / "broken", download=False)
     assert "cifar-10-binary.tar.gz: cannot be read" in one_line(e)
+
+
+@pytest.mark.parametrize("name", ["test_batch.bin", "data_batch_1.bin"])
+def test_cifar_a_file_cut_at_a_record_boundary_is_named(tmp_path, name):
+    """Every file of the release holds as many records as the others (10,000): one with fewer was cut, the test file
+    as well as a training batch."""
+    write_cifar_dir(tmp_path, 20, seed=3)
+    short = tmp_path / "cifar-10-batches-bin" / name
+    short.write_bytes(short.read_bytes()[: 19 * cifar.RECORD])
+    with pytest.raises(ConfigError) as e:
+        CIFAR10(path=tmp_path, download=False, val_size=10)
+    assert one_line(e).startswith(f"{short}: 19 records where the other batch files hold 20: truncated")
 
 
 def test_cifar_missing_files_say_where_to_get_them(tmp_path):

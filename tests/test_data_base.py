@@ -6,11 +6,15 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import compose_config, grid_overrides
 
 from vae_lab.checks import ConfigError
 from vae_lab.data import base
-from vae_lab.data.base import FactorGridData, IndexedImageData, split_sizes
+from vae_lab.data.base import FactorGridData, ImageData, IndexedImageData, split_sizes
 from vae_lab.data.cache import cached, file_key, path_for
+from vae_lab.data.idx import read_idx
+from vae_lab.data.sprites import GRID_SIZE, Sprites
+from vae_lab.runtime.build import build
 
 
 def test_split_sizes_take_fractions_and_counts():
@@ -112,6 +116,20 @@ def test_auto_keeps_the_images_resident_when_they_fit_the_budget(tmp_path, monke
         IndexedImageData(images, resident="yes")
 
 
+def test_copies_on_one_machine_share_its_memory_budget(tmp_path, monkeypatch, caplog):
+    """resident=auto: a dataset given memory_share=0.5 (one of two copies of the images in one machine's memory)
+    counts on half the budget; memory_budget_gb, when given, is its own."""
+    images = _memmap(tmp_path)  # 57,600 bytes
+    monkeypatch.setattr(base, "available_memory", lambda device: 2 * 100_000)  # the budget: 100,000 bytes
+    assert IndexedImageData(images, resident="auto").resident is True
+    with caplog.at_level("INFO", logger="vae_lab"):
+        assert IndexedImageData(images, resident="auto", memory_share=0.5).resident is False
+    assert "0.5 of the memory available x 0.5" in caplog.text
+    assert IndexedImageData(images, resident="auto", memory_budget_gb=1, memory_share=0.5).resident is True
+    with pytest.raises(ConfigError, match="memory_share=0:"):
+        IndexedImageData(images, memory_share=0)
+
+
 @pytest.mark.parametrize("draws", [{}, {"binarize": "dynamic"}, {"binarize": "static"}, {"dequantize": "uniform"}])
 def test_streamed_batches_are_the_resident_ones_bit_for_bit(tmp_path, draws):
     images = _memmap(tmp_path)
@@ -200,3 +218,88 @@ def test_streaming_reads_no_copy_of_the_whole_array(tmp_path, monkeypatch):
     monkeypatch.setattr(base, "gather", lambda array, positions, out=None: reads.append(len(positions)) or real(array, positions, out))
     data.batch("train", torch.arange(64))
     assert reads == [64]  # one gather per batch, not one read per image
+
+
+# --- the seeded split: dataset.split_seed draws it, seed does not ----------------------------------------------------
+
+SEEDED = ("sprites", "mnist", "cifar10", "image_folder", "mpi3d")  # each way a split is drawn: grid, files, cache
+
+
+def _seeded(option, data_dir, image_dir, grid_dir, *overrides):
+    small = {"sprites": ["dataset.val_size=64", "dataset.test_size=64"],
+             "image_folder": [f"dataset.path={image_dir}", "dataset.size=8"],
+             "mpi3d": [*grid_overrides(grid_dir)["mpi3d"], "dataset.val_size=0.1"]}.get(option, ["dataset.val_size=100"])
+    cfg = compose_config([f"dataset={option}", f"data_dir={data_dir}", *small, *overrides])
+    return build("dataset", cfg.dataset)
+
+
+def _images(data, split):
+    return data.batch(split, torch.arange(data.size(split)))
+
+
+@pytest.mark.parametrize("option", SEEDED)
+def test_two_seeds_are_scored_on_the_same_val_and_test_images(option, dataset_data_dir, image_dir, grid_dir):
+    one, two = (_seeded(option, dataset_data_dir, image_dir, grid_dir, f"seed={s}") for s in (1, 2))
+    for split in ("val", "test"):
+        same = torch.equal(_images(one, split), _images(two, split))
+        assert same, f"{option}: seeds 1 and 2 hold different {split} images"
+    other = _seeded(option, dataset_data_dir, image_dir, grid_dir, "seed=1", "dataset.split_seed=1")
+    assert not torch.equal(_images(one, "val"), _images(other, "val"))
+
+
+def _drawn_before_split_seed(n, val, test):
+    """(val, test) positions of n images as the seeded split drew them before split_seed, with seed 0: a permutation
+    of the n, test its first `test`, val the next `val` (test=0: a dataset whose test split is its own files)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    return order[test : test + val], order[:test]
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("option", SEEDED)
+def test_the_default_split_is_seed_0s_split_of_before(option, seed, dataset_data_dir, image_dir, grid_dir):
+    data = _seeded(option, dataset_data_dir, image_dir, grid_dir, f"seed={seed}")
+    if option == "mnist":  # the split's images: TensorImageData keeps copies, not positions
+        train_x = read_idx(dataset_data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte.gz")
+        val, _ = _drawn_before_split_seed(len(train_x), 100, 0)
+        assert torch.equal((_images(data, "val") * 255).round().to(torch.uint8)[:, 0], torch.from_numpy(train_x[val.numpy()]))
+        return
+    where = data.grid_index if option == "sprites" else data.positions
+    n = GRID_SIZE if option == "sprites" else len(data.images)
+    held_out = data.size("test")
+    if option == "cifar10":  # its test split is test_batch.bin, after the training batches' n images
+        n, held_out = n - held_out, 0
+    val, test = _drawn_before_split_seed(n, data.size("val"), held_out)
+    assert torch.equal(where("val", torch.arange(data.size("val"))), val)
+    if held_out:
+        assert torch.equal(where("test", torch.arange(data.size("test"))), test)
+
+
+# --- the contract: what the rest of vae_lab asks of a dataset, named once in ImageData --------------------------------
+
+def test_the_contract_is_the_base_class():
+    """Each name the contract lists is defined on ImageData; a dataset that provides nothing says which name it
+    lacks when it is asked for one it must provide, and has the defaults of the rest."""
+    contract = (*ImageData.REQUIRED, *ImageData.REQUIRED_WITH_FACTORS, *ImageData.PROVIDED)
+    assert len(set(contract)) == len(contract) and all(hasattr(ImageData, name) for name in contract)
+
+    class Nothing(ImageData):
+        pass
+
+    data = Nothing()
+    for name, call in (("shape", lambda: data.shape), ("size", lambda: data.size("train")),
+                       ("batch", lambda: data.batch("train", torch.arange(2))),
+                       ("factors", lambda: data.factors("train", torch.arange(2))),
+                       ("images_for_factors", lambda: data.images_for_factors(torch.zeros(2, 0)))):
+        with pytest.raises(NotImplementedError, match="Nothing"):
+            call()
+        assert name in ImageData.REQUIRED or name in ImageData.REQUIRED_WITH_FACTORS
+    assert data.labels("train", torch.arange(2)) is None and data.value_range == (0.0, 1.0)
+    assert data.factor_names == () and data.sample_factors(3).shape == (3, 0) and data.order_device == data.device
+    assert not data.binary and Nothing(binarize="dynamic").binary
+
+
+def test_binary_by_nature_or_binarised():
+    assert Sprites(val_size=1, test_size=1).binary  # 0/1 pixels, whatever binarize says
+    images = torch.zeros(10, 1, 2, 2, dtype=torch.uint8)
+    assert not IndexedImageData(images, val_size=1, test_size=1).binary
+    assert IndexedImageData(images, val_size=1, test_size=1, binarize="static").binary

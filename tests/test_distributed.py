@@ -163,18 +163,6 @@ def test_a_bad_config_under_two_processes_is_one_line_and_leaves_no_process(tmp_
     assert left.stdout == "", left.stdout
 
 
-def test_processes_on_one_machine_share_its_memory_budget(monkeypatch):
-    """dataset.resident=auto: two processes of a run on one machine's memory each get half the budget."""
-    from vae_lab.data import base
-
-    monkeypatch.setattr(base, "available_memory", lambda device: 4 * 2**30)  # budget: 2 GiB of these 4
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(os, "environ", {})
-    assert base.keep_resident("auto", 1.5 * 2**30, None, cpu)
-    monkeypatch.setattr(os, "environ", {"LOCAL_WORLD_SIZE": "2"})
-    assert not base.keep_resident("auto", 1.5 * 2**30, None, cpu)
-
-
 class SignalDuringAgreement:
     """A team of two whose agreement is in flight when this process's handler runs: the signal arrives during
     `agree` (as a SIGTERM can while all_gather_object waits for the other process), and the other process had none."""

@@ -29,7 +29,7 @@ def test_grid_has_the_dsprites_factors():
 
 
 def test_splits_are_disjoint_and_seeded():
-    a, b, c = Sprites(seed=0), Sprites(seed=0), Sprites(seed=1)
+    a, b, c = Sprites(split_seed=0, seed=0), Sprites(split_seed=0, seed=1), Sprites(split_seed=1)
     assert torch.equal(a._index["val"], b._index["val"]) and not torch.equal(a._index["val"], c._index["val"])
     every = torch.cat([a._index[s] for s in ("train", "val", "test")])
     assert every.numel() == GRID_SIZE and torch.unique(every).numel() == GRID_SIZE

@@ -10,6 +10,7 @@ Torch-free, like everything vae-compare imports.
 """
 import enum
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -86,9 +87,29 @@ def config(run_dir, key="run"):
     if not path.is_file():
         raise ConfigError(f"{key}={run_dir}: not a vae_lab run directory (no {path})")
     try:
-        return OmegaConf.load(path)
+        cfg = OmegaConf.load(path)
     except Exception as e:  # any damage to the file is the same one-line error
         raise ConfigError(f"{path}: not a readable config ({first_line(e)})") from None
+    return with_split_seed(cfg)
+
+
+def with_split_seed(cfg):
+    """`cfg` with dataset.split_seed = "${dataset.seed}" where its dataset's class takes a split_seed that the config
+    does not hold: a run saved before the key existed drew its split with dataset.seed, and is scored and resumed on
+    that split (today's default, 0, would put its training images in its test split). Imports that class (and torch)
+    to read its parameters: vae-eval and resume, which build it next, are the callers; vae-compare reads no config so."""
+    from hydra.utils import get_object
+
+    dataset = cfg.get("dataset")
+    if not hasattr(dataset, "keys") or "split_seed" in dataset or "seed" not in dataset:
+        return cfg
+    try:
+        takes = "split_seed" in inspect.signature(get_object(dataset._target_)).parameters
+    except Exception:  # no _target_, or one that does not import: building the dataset says so in one line
+        return cfg
+    if takes:
+        dataset.split_seed = "${dataset.seed}"
+    return cfg
 
 
 def read_yaml(path):

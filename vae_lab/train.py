@@ -99,7 +99,9 @@ def setup(cfg, run_dir, team=None):
     (Team.agree_on), so none is left waiting."""
     team = team or Team()
     saved, device = team.agree_on(lambda: prepare(cfg, run_dir, team))
-    data = team.first(lambda: build("dataset", cfg.dataset, device=device))  # a cache is written once, then read
+    # a cache is written once, then read; the images' memory budget is shared with this machine's other processes
+    data = team.first(lambda: build("dataset", cfg.dataset, device=device,
+                                    optional={"memory_share": team.memory_share(device)}))
     training = team.agree_on(lambda: assemble(cfg, run_dir, team, saved, data))
     training.logbook = Logbook(run_dir, purge_step=training.state.step + 1 if saved is not None else None) if team.main else None
     training.step_model = team.wrap(training.state.model)  # a collective: only once setup has been agreed

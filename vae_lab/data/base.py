@@ -4,7 +4,6 @@ import concurrent.futures
 import contextlib
 import logging
 import math
-import os
 import tempfile
 import warnings
 
@@ -51,15 +50,29 @@ def grid_sizes(classes, source):
 
 
 class ImageData:
-    """Images (C, H, W) with values in `value_range`, batched by index; no per-item Dataset/DataLoader: collating
-    a batch from single items costs more than indexing one resident tensor (scripts/bench.py: ratio_vs_dataloader).
-    """
+    """What the rest of vae_lab asks of a dataset, all of it: images (C, H, W) with values in `value_range`, batched
+    by index; no per-item Dataset/DataLoader: collating a batch from single items costs more than indexing one
+    resident tensor (scripts/bench.py: ratio_vs_dataloader).
 
-    shape: tuple
-    value_range = (0.0, 1.0)
+    A dataset must provide REQUIRED; one with ground-truth factors (`factor_names` not empty) must provide
+    REQUIRED_WITH_FACTORS too; everything in PROVIDED has a default here that a dataset may override. `seed` draws
+    what a dataset draws once when it is built, such as binarize=static's one binarisation (a noise of the modelling,
+    like the model's initialisation); it never draws a split: a seeded train/val/test split is drawn by the dataset's
+    own `split_seed`, so that runs of several seeds are scored on the same test images."""
+
+    # The contract, named once: docs/extending.md's table of what a dataset must provide is checked against these.
+    REQUIRED = ("shape", "size", "batch")
+    REQUIRED_WITH_FACTORS = ("factor_names", "factor_sizes", "factors", "images_for_factors")
+    PROVIDED = ("value_range", "labels", "binary_by_nature", "dequantize", "stream", "epoch_order", "order_device",
+                "sample_factors")
+    # Derived from the above, never overridden: `device`, `binarize` and `seed` (the constructor's), `num_pixels`,
+    # `binary`.
+
+    value_range = (0.0, 1.0)  # every value lies in [low, high]: a likelihood checks that its support covers it
     factor_names: tuple = ()  # ground-truth generative factors, for datasets that have them (sprites)
-    dequantize = "none"  # "uniform": 8-bit levels k become (k + u) / 256, u ~ U[0, 1) (TensorImageData)
     factor_sizes: tuple = ()  # number of values of each factor, in factor_names order; () when there are none
+    binary_by_nature = False  # every pixel is 0 or 1 before any binarisation (sprites, dSprites)
+    dequantize = "none"  # "uniform": 8-bit levels k become (k + u) / 256, u ~ U[0, 1) (`_float`)
 
     def __init__(self, binarize="none", seed=0, device="cpu"):
         self.binarize = choice("binarize", binarize, ("none", "static", "dynamic"))
@@ -67,25 +80,39 @@ class ImageData:
         self.device = torch.device(device)
 
     @property
-    def binary(self):
-        """Every value is 0 or 1 (binarised here, or binary by nature), so a Bernoulli is a probability of them."""
-        return self.binarize != "none"
+    def shape(self):
+        """(C, H, W) of every image: a class attribute, or set in the constructor."""
+        try:
+            return self._shape
+        except AttributeError:
+            raise NotImplementedError(f"{type(self).__name__} sets no `shape` (C, H, W)") from None
+
+    @shape.setter
+    def shape(self, value):
+        self._shape = tuple(value)
+
+    def size(self, split):
+        """Number of images of `split` (train, val or test)."""
+        raise NotImplementedError(f"{type(self).__name__} has no `size(split)`")
+
+    def batch(self, split, index, generator=None):
+        """Float images (B, C, H, W) for the positions `index` of `split`; `generator` drives every random draw
+        (dynamic binarisation, dequantisation)."""
+        raise NotImplementedError(f"{type(self).__name__} has no `batch(split, index, generator)`")
 
     @property
     def num_pixels(self):
+        """C * H * W: the dimensions a bits/dim figure divides by."""
         return self.shape[0] * self.shape[1] * self.shape[2]
 
-    def size(self, split):
-        raise NotImplementedError
-
-    def batch(self, split, index, generator=None):
-        """Float images (B, C, H, W) for the positions `index` of `split`; `generator` drives dynamic binarisation."""
-        raise NotImplementedError
+    @property
+    def binary(self):
+        """Every value is 0 or 1 (binarised here, or binary by nature), so a Bernoulli is a probability of them."""
+        return self.binarize != "none" or self.binary_by_nature
 
     def stream(self, split, indices, generator=None, rows=None):
         """Float batches for each index tensor that `indices` yields, in order: what the training loop iterates.
-        `rows(n)`, a slice, keeps those rows of each batch of n (a process's share of a global batch,
-        vae_lab.runtime.distributed): the random draws are still those of the whole batch."""
+        `rows(n)`, a slice, keeps only those rows of each batch of n; the random draws are those of the whole batch."""
         for index in indices:
             x = self.batch(split, index, generator)
             yield x if rows is None else x[rows(len(index))]
@@ -93,6 +120,20 @@ class ImageData:
     def labels(self, split, index):
         """Class labels (B,) where the dataset has them, else None (used to colour latent scatter plots)."""
         return None
+
+    def epoch_order(self, split, epoch, seed):
+        """The shuffled order of one epoch: a pure function of (seed, epoch), so a resumed run sees the same batches."""
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+        return torch.randperm(self.size(split), generator=g).to(self.order_device)
+
+    @property
+    def order_device(self):
+        """Where `epoch_order` puts the order: the device, where a batch is indexed without a read back to the host."""
+        return self.device
+
+    def factors(self, split, index):
+        """Factor classes (B, K) of the split's items `index`, in factor_names order (MIG on the validation split)."""
+        raise NotImplementedError(f"{type(self).__name__} has no ground-truth factors")
 
     def sample_factors(self, n, generator=None):
         """(n, K) factor classes drawn independently and uniformly, i.e. uniform over the factor grid."""
@@ -104,15 +145,14 @@ class ImageData:
         fixing one factor and drawing the rest. `generator` drives dynamic binarisation."""
         raise NotImplementedError(f"{type(self).__name__} has no ground-truth factors to draw images from")
 
-    def epoch_order(self, split, epoch, seed):
-        """The shuffled order of one epoch: a pure function of (seed, epoch), so a resumed run sees the same batches."""
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-        return torch.randperm(self.size(split), generator=g).to(self.order_device)
-
-    @property
-    def order_device(self):
-        """Where `epoch_order` puts the order: the device, where a batch is indexed without a read back to the host."""
-        return self.device
+    def _checked_factors(self, factors):
+        """The factor classes (n, K) as a long tensor on the device; a ValueError unless column k holds classes below
+        factor_sizes[k]."""
+        factors = torch.as_tensor(factors, device=self.device).long()
+        sizes = torch.tensor(self.factor_sizes, device=self.device)
+        if factors.ndim != 2 or factors.shape[1] != len(sizes) or ((factors < 0) | (factors >= sizes)).any():
+            raise ValueError(f"factors must be (n, {len(sizes)}) classes below {self.factor_sizes}")
+        return factors
 
     def _dynamic(self, x, generator):
         # A fresh Bernoulli sample of each grey level every time the image is drawn (e.g. Burda et al. 2016).
@@ -170,21 +210,26 @@ def split_count(key, size, n):
 
 
 def split_sizes(n, val_size, test_size):
-    """(val, test) image counts out of n (`split_count`), leaving at least one image to train on; a ConfigError
-    naming the key otherwise."""
-    counts = [split_count("val_size", val_size, n), split_count("test_size", test_size, n)]
-    if sum(counts) >= n:
-        raise ConfigError(f"val_size={val_size}, test_size={test_size}: leave no image of {n} to train on; give "
-                          "fractions such as 0.05 or smaller counts")
-    return tuple(counts)
+    """(val, test) image counts out of n (`split_count`), leaving at least one image to train on; test_size None holds
+    no test image out of the n (0): a dataset whose test split is files of its own. A ConfigError naming the key
+    otherwise."""
+    val = split_count("val_size", val_size, n)
+    test = 0 if test_size is None else split_count("test_size", test_size, n)
+    if val + test >= n:
+        given = f"val_size={val_size}" + ("" if test_size is None else f", test_size={test_size}")
+        raise ConfigError(f"{given}: leave no image of {n} to train on; give fractions such as 0.05 or smaller counts")
+    return val, test
 
 
-def seeded_splits(n, val_size, test_size, seed):
-    """{split: positions} of n images: a seeded permutation puts `test_size` of them in test, `val_size` in val and the
-    rest in train (`split_sizes`)."""
+def seeded_splits(n, val_size, test_size, split_seed):
+    """{split: positions} of n images: a permutation drawn with `split_seed` puts its first `test_size` in test, the
+    next `val_size` in val and the rest in train (sizes as `split_sizes`); test_size None draws only val and train,
+    for a dataset whose test split is files of its own. The one way every dataset draws a split."""
+    split_seed = int(number("split_seed", split_seed, low=0, integer=True))
     val, test = split_sizes(n, val_size, test_size)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
-    return {"test": order[:test], "val": order[test : test + val], "train": order[test + val :]}
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    drawn = {"val": order[test : test + val], "train": order[test + val :]}
+    return drawn if test_size is None else {"test": order[:test], **drawn}
 
 
 def available_memory(device):
@@ -199,21 +244,20 @@ def available_memory(device):
         return math.inf
 
 
-def keep_resident(resident, nbytes, memory_budget_gb, device):
+def keep_resident(resident, nbytes, memory_budget_gb, device, memory_share=1.0):
     """Whether `nbytes` of images are held on the device (True) or streamed from their memory map (False):
     `resident` itself when true or false; with auto, whether they fit in memory_budget_gb, or when that is null in
-    BUDGET_FRACTION of the memory available on the device, shared among the processes of a run on one machine's memory
-    (LOCAL_WORLD_SIZE: each holds its own copy; on GPUs each has its own device). memory_budget_gb is per process.
-    auto logs how it decided."""
+    `memory_share` of BUDGET_FRACTION of the memory available on the device (a caller holding several copies of the
+    images in one memory divides it among them). auto logs how it decided."""
     if not (resident is True or resident is False or resident == "auto"):
         raise ConfigError(f"resident={resident!r}: must be auto, true (hold the images on the device) or false "
                           "(stream each batch from the memory-mapped cache)")
+    memory_share = number("memory_share", memory_share, low=0, high=1, low_open=True)
     if resident != "auto":
         return resident
     if memory_budget_gb is None:
-        sharing = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if device.type != "cuda" else 1
-        budget = BUDGET_FRACTION * available_memory(device) / sharing
-        source = f"{BUDGET_FRACTION:g} of the memory available" + (f" / {sharing} processes" if sharing > 1 else "")
+        budget = BUDGET_FRACTION * available_memory(device) * memory_share
+        source = f"{BUDGET_FRACTION:g} of the memory available" + (f" x {memory_share:g}" if memory_share < 1 else "")
     else:
         budget, source = number("memory_budget_gb", memory_budget_gb, low=0) * 2**30, "dataset.memory_budget_gb"
     keep = nbytes <= budget
@@ -275,23 +319,26 @@ def gathered_ahead(array, positions, device, threads, ahead):
 
 class IndexedImageData(ImageData):
     """Every image in one uint8 array (N, C, H, W), each split a set of positions in it: what a file-backed dataset of
-    any layout hands over. `splits` gives the positions of each split (a dataset's official partition); without it, a
-    seeded permutation puts `test_size` images in test, `val_size` in val and the rest in train (sizes as fractions or
-    counts, `split_sizes`). `labels` (N,) are class labels where the data has them.
+    any layout hands over. `splits` gives the positions of each split (a dataset's official partition); without it,
+    `seeded_splits` draws them with `split_seed`: `test_size` images in test, `val_size` in val and the rest in train
+    (sizes as fractions or counts). `labels` (N,) are class labels where the data has them.
 
     `resident` (`keep_resident`): true holds the images as a tensor on the device and indexes it per batch, the fast
     path; false leaves them in their memory-mapped file (numpy) and gathers each batch from it, in `workers` threads a
     few batches ahead while training (`stream`). Either way the positions, and every random draw, come from the
-    training thread, so both give the same batches bit for bit."""
+    training thread, so both give the same batches bit for bit. `memory_share` is the fraction of resident=auto's
+    budget (memory_budget_gb null: BUDGET_FRACTION of the memory available) that these images may use: the caller
+    divides it when several copies of them share one machine's memory."""
 
-    def __init__(self, images, labels=None, splits=None, val_size=0.05, test_size=0.05, binarize="none",
-                 dequantize="none", resident=True, memory_budget_gb=None, workers=2, seed=0, device="cpu"):
+    def __init__(self, images, labels=None, splits=None, val_size=0.05, test_size=0.05, split_seed=0, binarize="none",
+                 dequantize="none", resident=True, memory_budget_gb=None, memory_share=1.0, workers=2, seed=0,
+                 device="cpu"):
         super().__init__(binarize=binarize, seed=seed, device=device)
         self._check_dequantize(dequantize)
         self.workers = int(number("workers", workers, low=0, integer=True))
         if splits is None:
-            splits = seeded_splits(len(images), val_size, test_size, self.seed)
-        self.resident = keep_resident(resident, images.nbytes, memory_budget_gb, self.device)
+            splits = seeded_splits(len(images), val_size, test_size, split_seed)
+        self.resident = keep_resident(resident, images.nbytes, memory_budget_gb, self.device, memory_share)
         splits = {k: torch.as_tensor(splits[k], dtype=torch.long) for k in SPLITS}
         self._index = {k: index.to(self.device) for k, index in splits.items()}
         self._host_index = None if self.resident else {k: index.cpu() for k, index in splits.items()}  # for `stream`
@@ -412,10 +459,7 @@ class FactorGridData(IndexedImageData):
         return unravel_index(self.positions(split, index), self.grid_sizes)[:, self._latent]
 
     def images_for_factors(self, factors, generator=None):
-        factors = torch.as_tensor(factors, device=self.device).long()
-        sizes = torch.tensor(self.factor_sizes, device=self.device)
-        if factors.ndim != 2 or factors.shape[1] != len(sizes) or ((factors < 0) | (factors >= sizes)).any():
-            raise ValueError(f"factors must be (n, {len(sizes)}) classes below {self.factor_sizes}")
+        factors = self._checked_factors(factors)
         grid = torch.zeros(len(factors), len(self.grid_sizes), dtype=torch.long, device=self.device)
         grid[:, self._latent] = factors
         for k in self._nuisance:

@@ -37,8 +37,8 @@ class CelebA(IndexedImageData):
     `label_attribute` (0/1: the two colours of the latent scatter plot), or None when it is null."""
 
     def __init__(self, path="data/celeba", data_dir="data", size=64, crop=148, label_attribute="Male", download=False,
-                 binarize="none", dequantize="none", resident="auto", memory_budget_gb=None, workers=2, seed=0,
-                 device="cpu"):
+                 binarize="none", dequantize="none", resident="auto", memory_budget_gb=None, memory_share=1.0, workers=2,
+                 seed=0, device="cpu"):
         path = Path(path).expanduser().resolve()
         size, crop = positive_int("size", size), positive_int("crop", crop)
         if size > crop:
@@ -74,7 +74,8 @@ class CelebA(IndexedImageData):
         array = cached(data_dir, "celeba", key, (len(files), 3, size, size), lambda out: _decode(files, crop, size, out))
         labels = None if label_attribute is None else table[:, self.attribute_names.index(label_attribute)]
         super().__init__(array, labels=labels, splits=splits, binarize=binarize, dequantize=dequantize,
-                         resident=resident, memory_budget_gb=memory_budget_gb, workers=workers, seed=seed, device=device)
+                         resident=resident, memory_budget_gb=memory_budget_gb, memory_share=memory_share, workers=workers,
+                         seed=seed, device=device)
         self._attributes = torch.from_numpy(table).to(self.device)
 
     def attributes(self, split, index):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vae_lab.checks import ConfigError
-from vae_lab.data.base import IndexedImageData, split_count
+from vae_lab.data.base import IndexedImageData, seeded_splits
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 MD5 = "c32a1d4ab5d03f1284b67883e8d87530"  # the md5sum column of the download table on the CIFAR page above
@@ -27,12 +27,13 @@ CLASSES = 10
 
 
 class CIFAR10(IndexedImageData):
-    """The 60,000 images in one uint8 array: the five training batches, a seeded `val_size` of them (a count or a
-    fraction) held out as val, and test_batch.bin as test. `path` holds cifar-10-batches-bin/ or the .tar.gz (read
-    without unpacking); with `download`, a folder holding neither gets the archive (MD5 checked) and unpacks it."""
+    """The 60,000 images in one uint8 array: the five training batches, `val_size` of them (a count or a fraction)
+    held out as val, drawn with `split_seed`, and test_batch.bin as test; `seed` draws binarize=static's
+    binarisation. `path` holds cifar-10-batches-bin/ or the .tar.gz (read without unpacking); with `download`, a
+    folder holding neither gets the archive (MD5 checked) and unpacks it."""
 
-    def __init__(self, path="data/cifar10", download=True, val_size=5000, binarize="none", dequantize="none", seed=0,
-                 device="cpu"):
+    def __init__(self, path="data/cifar10", download=True, val_size=5000, split_seed=0, binarize="none",
+                 dequantize="none", seed=0, device="cpu"):
         path = Path(path)
         if not ((path / FOLDER).is_dir() or (path / ARCHIVE).is_file()):
             if not download:
@@ -45,12 +46,8 @@ class CIFAR10(IndexedImageData):
         train = np.concatenate([records[name] for name in TRAIN_FILES])  # (50000, 3073) in the release
         everything = np.concatenate([train, records[TEST_FILE]])
         images = np.ascontiguousarray(everything[:, 1:]).reshape(-1, *SHAPE)  # channel-major: already (C, H, W)
-        n = len(train)
-        val = split_count("val_size", val_size, n)
-        if val >= n:
-            raise ConfigError(f"val_size={val_size}: leaves none of the {n} training images to train on")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
-        splits = {"val": order[:val], "train": order[val:], "test": torch.arange(n, len(everything))}
+        splits = seeded_splits(len(train), val_size, None, split_seed)  # val and train, of the training batches
+        splits["test"] = torch.arange(len(train), len(everything))
         super().__init__(torch.from_numpy(images), labels=torch.from_numpy(everything[:, 0].astype(np.int64)),
                          splits=splits, binarize=binarize, dequantize=dequantize, seed=seed, device=device)
 
@@ -114,11 +111,11 @@ def _records(where, data):
 
 
 def _check_lengths(where, records):
-    """The five training batches hold the same number of records (10,000 each in the release): a shorter one was cut
-    at a record boundary."""
-    counts = {name: len(records[name]) for name in TRAIN_FILES}
+    """The six files hold the same number of records (10,000 each in the release): a shorter one was cut at a record
+    boundary."""
+    counts = {name: len(records[name]) for name in (*TRAIN_FILES, TEST_FILE)}
     most = max(counts.values())
     short = [name for name, n in counts.items() if n < most]
     if short:
-        raise ConfigError(f"{where / short[0]}: {counts[short[0]]:,} records where the other training batches hold "
+        raise ConfigError(f"{where / short[0]}: {counts[short[0]]:,} records where the other batch files hold "
                           f"{most:,}: truncated; replace it")

@@ -34,9 +34,12 @@ _CHUNK = 4096  # images read and packed at a time: 16 MB of uint8
 
 
 class DSprites(FactorGridData):
-    """The npz file's images as a factor grid; seeded test/val/train splits of its positions."""
+    """The npz file's images as a factor grid; test/val/train splits of its positions drawn with `split_seed`. The
+    variants none and noshape are binary by nature (binarize=static has nothing to draw), color and noisy draw their
+    colours from the generator each batch is drawn with: `seed` draws nothing here."""
 
-    def __init__(self, path, variant="none", val_size=10000, test_size=10000, binarize="none", seed=0, device="cpu"):
+    def __init__(self, path, variant="none", val_size=10000, test_size=10000, split_seed=0, binarize="none", seed=0,
+                 device="cpu"):
         self.variant = choice("variant", variant, VARIANTS)
         if binarize == "static" and variant not in BINARY:
             raise ConfigError(f"binarize=static: variant={variant} draws its colours afresh for each image, so there "
@@ -45,13 +48,10 @@ class DSprites(FactorGridData):
                            path)  # the classes (35 MB) are freed before the images are read
         super().__init__(packed_images(path, math.prod(sizes)), COLUMNS, sizes,
                          nuisance=("shape",) if variant == "noshape" else (), val_size=val_size, test_size=test_size,
-                         binarize=binarize, seed=seed, device=device)
+                         split_seed=split_seed, binarize=binarize, seed=seed, device=device)
         self.shape = (1 if variant in BINARY else 3, SIDE, SIDE)
         self._shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=self.device)  # np.packbits: first pixel high
-
-    @property
-    def binary(self):
-        return self.variant in BINARY or super().binary
+        self.binary_by_nature = variant in BINARY
 
     def binarize_once(self, images):
         return images  # 0/1 pixels: a Bernoulli draw of each is itself

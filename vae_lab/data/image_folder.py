@@ -106,12 +106,13 @@ def folder(path):
 
 class ImageFolder(IndexedImageData):
     """The PNG and JPEG images under `path`, found recursively; labels from the first-level sub-folders (module
-    docstring); a seeded split of `val_size` and `test_size` of the readable images (fractions or counts). `files`
-    and `classes` name what each position and label came from; an unreadable file's position is in no split."""
+    docstring); a split of `val_size` and `test_size` of the readable images (fractions or counts) drawn with
+    `split_seed`; `seed` draws binarize=static's binarisation. `files` and `classes` name what each position and
+    label came from; an unreadable file's position is in no split."""
 
-    def __init__(self, path, size=64, channels=3, val_size=0.05, test_size=0.05, on_error="skip", data_dir="data",
-                 binarize="none", dequantize="none", resident="auto", memory_budget_gb=None, workers=2, seed=0,
-                 device="cpu"):
+    def __init__(self, path, size=64, channels=3, val_size=0.05, test_size=0.05, split_seed=0, on_error="skip",
+                 data_dir="data", binarize="none", dequantize="none", resident="auto", memory_budget_gb=None,
+                 memory_share=1.0, workers=2, seed=0, device="cpu"):
         size = int(number("size", size, low=1, high=MAX_SIZE, integer=True))
         if type(channels) is not int or channels not in (1, 3):
             raise ConfigError(f"channels={channels!r}: must be 1 (grey) or 3 (RGB)")
@@ -164,12 +165,13 @@ class ImageFolder(IndexedImageData):
         splits = None
         if len(keep) < len(files):  # the unreadable files' rows stay in the cache, in no split: no copy of the rest
             keep = torch.from_numpy(keep)
-            splits = {k: keep[v] for k, v in seeded_splits(len(keep), val_size, test_size, seed).items()}
+            splits = {k: keep[v] for k, v in seeded_splits(len(keep), val_size, test_size, split_seed).items()}
             if labels is not None:
                 labels = torch.full((len(files),), -1, dtype=torch.long).index_copy_(0, keep, labels)
         super().__init__(images, labels=labels, splits=splits, val_size=val_size, test_size=test_size,
-                         binarize=binarize, dequantize=dequantize, resident=resident, memory_budget_gb=memory_budget_gb,
-                         workers=workers, seed=seed, device=device)
+                         split_seed=split_seed, binarize=binarize, dequantize=dequantize, resident=resident,
+                         memory_budget_gb=memory_budget_gb, memory_share=memory_share, workers=workers, seed=seed,
+                         device=device)
 
 
 def _fails(path, size, channels):

@@ -1,10 +1,8 @@
 """MNIST and Fashion-MNIST: the four IDX files read into uint8 tensors; a seeded validation split of the 60k."""
 from pathlib import Path
 
-import torch
-
-from vae_lab.checks import ConfigError, number
-from vae_lab.data.base import TensorImageData
+from vae_lab.checks import ConfigError
+from vae_lab.data.base import TensorImageData, seeded_splits
 from vae_lab.data.idx import read_idx
 
 FILES = {
@@ -14,14 +12,16 @@ FILES = {
 
 
 class MNISTLike(TensorImageData):
-    """Looks in `data_dir/<name>/raw` (torchvision's layout), then `offline_dirs`, then downloads via torchvision."""
+    """Looks in `data_dir/<name>/raw` (torchvision's layout), then `offline_dirs`, then downloads via torchvision.
+    `val_size` of the training images (a count or a fraction) are held out as val, drawn with `split_seed`; the test
+    files are the test split; `seed` draws binarize=static's binarisation."""
 
     name = ""
     offline_dirs: tuple = ()
     how_to_get = ""
 
-    def __init__(self, data_dir="data", download=True, val_size=5000, binarize="none", dequantize="none", seed=0,
-                 device="cpu"):
+    def __init__(self, data_dir="data", download=True, val_size=5000, split_seed=0, binarize="none", dequantize="none",
+                 seed=0, device="cpu"):
         raw = Path(data_dir) / self.name / "raw"
         found = self._find(raw)
         if found is None and download:
@@ -37,9 +37,8 @@ class MNISTLike(TensorImageData):
                 raise ConfigError(f"{found[split, 'images']}, {found[split, 'labels']}: need N images (N, H, W) and "
                                   f"N labels (N,), found {images.shape} and {labels.shape}; replace them")
         train_x, train_y = arrays["train", "images"], arrays["train", "labels"]
-        val_size = int(number("val_size", val_size, low=1, high=len(train_x) - 1, integer=True))
-        perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(int(seed))).numpy()
-        val, train = perm[:val_size], perm[val_size:]
+        held_out = seeded_splits(len(train_x), val_size, None, split_seed)  # the test split is the t10k files
+        val, train = held_out["val"].numpy(), held_out["train"].numpy()
         images = {"train": train_x[train], "val": train_x[val], "test": arrays["test", "images"]}
         labels = {"train": train_y[train], "val": train_y[val], "test": arrays["test", "labels"]}
         super().__init__({k: v[:, None] for k, v in images.items()}, labels, binarize=binarize, dequantize=dequantize,

@@ -27,11 +27,12 @@ _CHUNK = 2048  # images converted at a time: 24 MB
 
 
 class MPI3D(FactorGridData):
-    """One version's npz file as a factor grid; seeded test/val/train splits of its positions."""
+    """One version's npz file as a factor grid; test/val/train splits of its positions drawn with `split_seed`;
+    `seed` draws binarize=static's binarisation."""
 
     def __init__(self, path, version="toy", factor_sizes=None, data_dir="data", val_size=10000, test_size=10000,
-                 binarize="none", dequantize="none", resident="auto", memory_budget_gb=None, workers=2, seed=0,
-                 device="cpu"):
+                 split_seed=0, binarize="none", dequantize="none", resident="auto", memory_budget_gb=None,
+                 memory_share=1.0, workers=2, seed=0, device="cpu"):
         choice("version", version, tuple(FILES))
         path = Path(path)
         other = {name: v for v, name in FILES.items() if v != version}
@@ -54,9 +55,9 @@ class MPI3D(FactorGridData):
 
             array = cached(data_dir, f"mpi3d_{version}", {"file": file_key([path]), "layout": "N,3,64,64"},
                            (n, 3, SIDE, SIDE), fill)
-        super().__init__(array, FACTOR_NAMES, sizes, val_size=val_size, test_size=test_size, binarize=binarize,
-                         dequantize=dequantize, resident=resident, memory_budget_gb=memory_budget_gb, workers=workers,
-                         seed=seed, device=device)
+        super().__init__(array, FACTOR_NAMES, sizes, val_size=val_size, test_size=test_size, split_seed=split_seed,
+                         binarize=binarize, dequantize=dequantize, resident=resident, memory_budget_gb=memory_budget_gb,
+                         memory_share=memory_share, workers=workers, seed=seed, device=device)
 
 
 def _sizes(n, given, path):

@@ -30,10 +30,12 @@ def _h5py():
 
 
 class Shapes3D(FactorGridData):
-    """The .h5 file's images as a factor grid, factor sizes from the labels' distinct values; seeded splits."""
+    """The .h5 file's images as a factor grid, factor sizes from the labels' distinct values; splits drawn with
+    `split_seed`; `seed` draws binarize=static's binarisation."""
 
-    def __init__(self, path, data_dir="data", val_size=10000, test_size=10000, binarize="none", dequantize="none",
-                 resident="auto", memory_budget_gb=None, workers=2, seed=0, device="cpu"):
+    def __init__(self, path, data_dir="data", val_size=10000, test_size=10000, split_seed=0, binarize="none",
+                 dequantize="none", resident="auto", memory_budget_gb=None, memory_share=1.0, workers=2, seed=0,
+                 device="cpu"):
         h5py = _h5py()
         path = Path(path)
         if not path.is_file():
@@ -58,9 +60,9 @@ class Shapes3D(FactorGridData):
 
             array = cached(data_dir, "shapes3d", {"file": file_key([path]), "layout": "N,3,64,64"},
                            (len(images), 3, SIDE, SIDE), fill)
-        super().__init__(array, FACTOR_NAMES, sizes, val_size=val_size, test_size=test_size, binarize=binarize,
-                         dequantize=dequantize, resident=resident, memory_budget_gb=memory_budget_gb, workers=workers,
-                         seed=seed, device=device)
+        super().__init__(array, FACTOR_NAMES, sizes, val_size=val_size, test_size=test_size, split_seed=split_seed,
+                         binarize=binarize, dequantize=dequantize, resident=resident, memory_budget_gb=memory_budget_gb,
+                         memory_share=memory_share, workers=workers, seed=seed, device=device)
 
 
 def _unreadable(path, error):

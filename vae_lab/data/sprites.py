@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from vae_lab.checks import number
-from vae_lab.data.base import ImageData, ravel_index, unravel_index
+from vae_lab.data.base import ImageData, ravel_index, seeded_splits, unravel_index
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -69,20 +69,20 @@ def render_patches():
 
 
 class Sprites(ImageData):
-    """dSprites' factor grid; seeded test/val/train splits of the 737,280 grid indices."""
+    """dSprites' factor grid; test/val/train splits of the 737,280 grid indices drawn with `split_seed`
+    (`seeded_splits`). The images are binary: `seed` draws nothing here."""
 
     shape = (1, IMAGE, IMAGE)
-    binary = True  # every pixel 0 or 1: a Bernoulli is a probability of them, and its -ELBO a code length
+    binary_by_nature = True  # every pixel 0 or 1: a Bernoulli is a probability of them, and its -ELBO a code length
     factor_names = FACTOR_NAMES
     factor_sizes = FACTOR_SIZES
 
-    def __init__(self, val_size=10000, test_size=10000, train_size=None, binarize="none", seed=0, device="cpu"):
+    def __init__(self, val_size=10000, test_size=10000, train_size=None, split_seed=0, binarize="none", seed=0,
+                 device="cpu"):
         super().__init__(binarize=binarize, seed=seed, device=device)
         val_size = int(number("val_size", val_size, low=1, high=GRID_SIZE // 4, integer=True))
         test_size = int(number("test_size", test_size, low=1, high=GRID_SIZE // 4, integer=True))
-        order = torch.randperm(GRID_SIZE, generator=torch.Generator().manual_seed(self.seed))
-        self._index = {"test": order[:test_size], "val": order[test_size : test_size + val_size],
-                       "train": order[test_size + val_size :]}
+        self._index = seeded_splits(GRID_SIZE, val_size, test_size, split_seed)
         if train_size is not None:
             n = int(number("train_size", train_size, low=1, high=len(self._index["train"]), integer=True))
             self._index["train"] = self._index["train"][:n]
@@ -116,11 +116,7 @@ class Sprites(ImageData):
 
     def images_for_factors(self, factors, generator=None):
         """Images (n, 1, 64, 64) of the factor classes (n, 5), rendered like `batch` from their grid indices."""
-        factors = torch.as_tensor(factors, device=self.device).long()
-        sizes = torch.tensor(FACTOR_SIZES, device=self.device)
-        if factors.ndim != 2 or factors.shape[1] != len(FACTOR_SIZES) or ((factors < 0) | (factors >= sizes)).any():
-            raise ValueError(f"factors must be (n, {len(FACTOR_SIZES)}) classes below {FACTOR_SIZES}")
-        return self._render(ravel_index(factors, FACTOR_SIZES), generator)
+        return self._render(ravel_index(self._checked_factors(factors), FACTOR_SIZES), generator)
 
     def _render(self, g, generator):
         """Images (B, 1, 64, 64) of the grid indices g (B,)."""

@@ -19,9 +19,10 @@ log = logging.getLogger("vae_lab")
 
 def build(group, node, optional=None, **runtime):
     """instantiate(node, **runtime); a ConfigError raised by the class comes back prefixed with `group`.
-    `optional` run-time sizes are passed only to a class whose constructor takes them: for the `scheduler` group,
-    whose options are mostly torch's own classes (only vae_lab's take steps_per_epoch); every other group's classes
-    are vae_lab's base classes' and take what they are given."""
+    `optional` run-time values are passed only to a class whose constructor takes them: steps_per_epoch to the
+    `scheduler` group, whose options are mostly torch's own classes, and memory_share to the datasets that hold a
+    memory budget (those that can stream their images). Every other run-time size is a keyword that each option of
+    its group takes (the group's base class says which)."""
     if node is None or "_target_" not in node:
         raise ConfigError(f"{group}: no `_target_` in its config; choose an option of the `{group}` group")
     try:
