@@ -46,14 +46,14 @@ def test_slurm_tasks_become_ranks(monkeypatch):
     env = {"SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456",
            "SLURM_JOB_NODELIST": "gpu[03-04]", "SLURM_NTASKS_PER_NODE": "2"}
     monkeypatch.setattr(os, "environ", env)  # a faked environment, gone after the test
-    assert distributed.environment() == (3, 4, 1, 2)
+    assert distributed.fill_environment() == (3, 4, 1, 2)
     assert env["MASTER_ADDR"] == "gpu03" and env["MASTER_PORT"] == str(20000 + 123456 % 10000)
-    assert threads_for(None, 16, Team(*distributed.environment()).local_size) == (8, "16 cores / 2 processes of this run")
+    assert threads_for(None, 16, Team(*distributed.fill_environment()).local_size) == (8, "16 cores / 2 processes of this run")
 
 
 def test_one_process_is_no_team(monkeypatch):
     monkeypatch.setattr(os, "environ", {"PATH": os.environ.get("PATH", "")})
-    assert distributed.environment() == (0, 1, 0, 1)
+    assert distributed.fill_environment() == (0, 1, 0, 1)
     x = torch.arange(6.0)
     batch = Team().batch(6)
     assert batch.gather(x) is x and batch.rows == slice(0, 6) and batch.mean(x) == x.mean()
@@ -282,3 +282,11 @@ def test_the_discriminators_of_two_processes_stay_equal_by_construction(tmp_path
     out = distributed.launch(2, discriminators_after_steps, tmp_path / "run", 4)
     for name, value in out[0].items():
         assert torch.equal(value, out[1][name]), name
+
+
+def test_the_processes_of_a_run_on_one_machine_share_its_memory_for_the_images():
+    """The images' memory budget (dataset.resident=auto) is this process's share of the machine's: the processes of a
+    run on one machine's CPU memory each hold a copy; on GPUs each has its own device."""
+    assert Team().memory_share(torch.device("cpu")) == 1.0
+    assert Team(1, 4, 1, 2).memory_share(torch.device("cpu")) == 0.5
+    assert Team(1, 4, 1, 2).memory_share(torch.device("cuda", 1)) == 1.0

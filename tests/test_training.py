@@ -137,7 +137,8 @@ def test_no_host_sync_between_logging_steps(monkeypatch, tmp_path):
     assert set(events[steps[-1]:]) - {"train batch", "val batch"}  # the last step's logging does read: the check works
 
 
-@pytest.mark.parametrize("penalty,steps", [("tcvae", 16), ("dip_i", 16), ("dip_ii", 16), ("factor_vae", 16), ("kl", 18)])
+@pytest.mark.parametrize("penalty,steps", [("tcvae", 16), *(pytest.param(p, n, marks=pytest.mark.slow) for p, n in
+                                                              (("dip_i", 16), ("dip_ii", 16), ("factor_vae", 16), ("kl", 18)))])
 def test_an_epochs_one_image_last_batch_is_left_out_where_the_penalty_needs_two(tmp_path, penalty, steps):
     """257 images in batches of 32: 8 full batches and one of a single image. The β-TCVAE's q(z), DIP-VAE's covariance
     and FactorVAE's permutation need two images; their runs leave that batch out of each epoch (decided at step 0,

@@ -26,9 +26,9 @@ from vae_lab.rundir import Status
 from vae_lab.runtime import checkpoint, distributed
 from vae_lab.runtime.build import build, build_model, build_optimizer, build_penalty, build_scheduler
 from vae_lab.runtime.clock import Clock
-from vae_lab.runtime.config import check_root
+from vae_lab.runtime.config import check_root, warn_mean_reduction
 from vae_lab.runtime.distributed import Team
-from vae_lab.runtime.guard import NonFiniteGuard
+from vae_lab.runtime.guard import NonFiniteGuard, diverged_message
 from vae_lab.runtime.interrupt import StopRequest, exit_code
 from vae_lab.runtime.logbook import Logbook
 from vae_lab.runtime.means import TrainingMeans
@@ -343,21 +343,6 @@ def finish(training, status, result, clock, problem, signal):
         training.logbook.hparams(training.cfg, status=status)
     training.logbook.close()
     return summary
-
-
-def diverged_message(problem, run_dir):
-    last = rundir.checkpoint(run_dir)
-    kept = (f"the last good checkpoint, {last} (step {checkpoint.load(last)['step']}), is kept" if last.is_file()
-            else "no checkpoint had been written")
-    return f"{problem}; {kept}. Lower optimizer.lr (or, for rare bad batches, set trainer.nonfinite=skip)"
-
-
-def warn_mean_reduction(beta, pixels):
-    effective = beta * pixels
-    if effective > 10:
-        log.warning("loss.reduction=mean divides log p(x|z) by %d pixels: relative to the ELBO the KL weight is "
-                    "%.0f (beta %g x %d). Expect posterior collapse; loss.reduction=sum is the ELBO.",
-                    pixels, effective, beta, pixels)
 
 
 if __name__ == "__main__":  # python -m vae_lab.train, torchrun -m vae_lab.train: the vae-train command

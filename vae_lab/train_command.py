@@ -34,7 +34,7 @@ def hydra_main(cfg):
         if summary["status"] == Status.DIVERGED:
             raise SystemExit(f"vae-train: error: {summary['error']}")
     if summary["status"] in (Status.STOPPED, Status.INTERRUPTED):
-        if distributed.environment()[0] == 0:  # one message for a run of several processes
+        if distributed.fill_environment()[0] == 0:  # one message for a run of several processes
             print(f"vae-train: {summary['message']}", file=sys.stderr, flush=True)
         if summary["exit_code"]:  # 128 + the signal's number: ends a sweep too; stop_at_step lets it go on
             raise SystemExit(summary["exit_code"])
@@ -55,7 +55,7 @@ def train_job(cfg):
     hc = HydraConfig.get()
     raw = OmegaConf.to_container(hc, resolve=False)  # as typed: an override may hold a broken ${...}
     launcher = OmegaConf.to_container(hc.launcher, resolve=True) if hc.launcher else None
-    rank, size, _, local_size = distributed.environment()
+    rank, size, _, local_size = distributed.fill_environment()
     own_dir = Path(hc.runtime.output_dir)
 
     def decide():

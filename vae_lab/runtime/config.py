@@ -8,6 +8,7 @@ keys when it is built, so the groups are `Any` here.
 import dataclasses
 import functools
 import inspect
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ CONFIG_DIR = str(files("vae_lab.configs"))
 # the plugin's schema (the same keys) with a warning that it will stop doing so, in a sweep's process and in each of
 # its workers (both import this module before they compose a config).
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
+log = logging.getLogger("vae_lab")
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
@@ -217,3 +219,12 @@ def check_optimizer_args(target, func, keywords):
             choice(f"optimizer.{key}", value, (None, False, True))
         elif isinstance(default, (int, float)):
             number(f"optimizer.{key}", value, low=-FLOAT32_MAX, high=FLOAT32_MAX)  # torch computes in float32
+
+
+def warn_mean_reduction(beta, pixels):
+    """loss.reduction=mean: the KL weight it amounts to, relative to the ELBO, when that invites collapse."""
+    effective = beta * pixels
+    if effective > 10:
+        log.warning("loss.reduction=mean divides log p(x|z) by %d pixels: relative to the ELBO the KL weight is "
+                    "%.0f (beta %g x %d). Expect posterior collapse; loss.reduction=sum is the ELBO.",
+                    pixels, effective, beta, pixels)

@@ -208,10 +208,11 @@ def attempt(make, rank=0):
         return None, f"process {rank}: {first_line(e, with_type=True)}"
 
 
-def environment():
+def fill_environment():
     """(rank, size, local rank, local size) that the launcher set: torchrun and torch's elastic agent (RANK,
-    WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE), or Slurm's tasks (`from_slurm`); (0, 1, 0, 1) for a process on its own.
-    The one place that reads them."""
+    WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE), or Slurm's tasks, whose variables it turns into torch.distributed's in
+    os.environ (`from_slurm`: the rendezvous reads them there); (0, 1, 0, 1) for a process on its own. The one place
+    that reads them."""
     env = os.environ
     if "WORLD_SIZE" in env and "RANK" in env:
         return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)), int(env.get("LOCAL_WORLD_SIZE", 1))
@@ -245,7 +246,7 @@ def first_host(nodelist):
 def join(device):
     """This process's Team, its process group started when there are several: NCCL when the run trains on GPUs
     (`device`), each process on its own (cuda:<local rank>), gloo on CPUs."""
-    team = Team(*environment())
+    team = Team(*fill_environment())
     if team.size > 1 and not dist.is_initialized():
         device = team.place(device)
         if device.type == "cuda":
@@ -290,7 +291,7 @@ def started(loop, cfg, run_dir, launcher, device):
     """What each process `launch_run` starts runs (spawned, so everything here is picklable: `loop` a module-level
     function): rank 0 logs to the run's train.log as Hydra would; a ConfigError is returned, to be raised as one line
     where they were started."""
-    rank = environment()[0]
+    rank = fill_environment()[0]
     handlers = [logging.StreamHandler(sys.stdout)]
     if rank == 0:
         handlers.append(logging.FileHandler(Path(run_dir) / "train.log"))

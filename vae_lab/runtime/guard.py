@@ -11,6 +11,9 @@ import math
 
 import torch
 
+from vae_lab import rundir
+from vae_lab.runtime import checkpoint
+
 
 class NonFiniteGuard:
     TERMS = ("reconstruction term log p(x|z)", "KL term", "loss")  # then the penalty's, then one gradient per parameter
@@ -90,3 +93,11 @@ class NonFiniteGuard:
         if bad:
             return f"training diverged by step {step}: validation {', '.join(f'{k} {result[k]}' for k in bad)}"
         return None
+
+
+def diverged_message(problem, run_dir):
+    """The run's error once it diverged: the problem, the checkpoint kept, what to change."""
+    last = rundir.checkpoint(run_dir)
+    kept = (f"the last good checkpoint, {last} (step {checkpoint.load(last)['step']}), is kept" if last.is_file()
+            else "no checkpoint had been written")
+    return f"{problem}; {kept}. Lower optimizer.lr (or, for rare bad batches, set trainer.nonfinite=skip)"
