@@ -1,4 +1,7 @@
-"""docs/extending.md, run as written: its package is written out from the page and trained through `vae-train`."""
+"""docs/extending.md, run as written: its package is written out from the page and trained through `vae-train`, and
+its table of contracts checked against the base classes."""
+import importlib
+import inspect
 import json
 import re
 import shlex
@@ -12,6 +15,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 FAST = ["trainer.max_steps=6", "trainer.batch_size=32", "trainer.log_every=2", "trainer.eval_every=3",
         "trainer.checkpoint_every=3", "eval.max_images=64", "encoder.width=32", "decoder.hidden=[32]",
         "dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64", "kl.midpoint=0.5", "kl.width=0.1"]
+
+
+ATTRIBUTE = re.compile(r"([A-Za-z_]\w*)(\(.*\))?")  # a backticked `name` or `name(...)`: an attribute of the base
 
 
 def components(root):
@@ -42,9 +48,85 @@ def package(tmp_path_factory):
     return root, written
 
 
+def contract_rows(text):
+    """{group: (dotted path of the base class, must-provide cell, may-override cell)} of the page's contract table."""
+    section = text.split("## The contract of each group", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 5 and cells[0].startswith("`"):
+            rows[re.match(r"`(\w+)`", cells[0])[1]] = (re.match(r"`([\w.]+)`", cells[1])[1], cells[3], cells[4])
+    return rows
+
+
+def attributes(cell):
+    """The names of the backticked `name` and `name(...)` of a cell; dotted or other code (`terms.kl`) is left out."""
+    return {m[1] for code in re.findall(r"`([^`]+)`", cell) if (m := ATTRIBUTE.fullmatch(code))}
+
+
+def required(cls):
+    """What a subclass must provide: REQUIRED (and REQUIRED_WITH_FACTORS) where the class names them, a NamedTuple's
+    fields without defaults, and the methods (properties too) whose source on the base class raises
+    NotImplementedError. nn.Module's own members are left out: its `forward` raises too, but a likelihood or a prior
+    is never called, so the row of each module says itself whether `forward` is asked for."""
+    names = set(getattr(cls, "REQUIRED", ())) | set(getattr(cls, "REQUIRED_WITH_FACTORS", ()))
+    if hasattr(cls, "_fields"):
+        names |= set(cls._fields) - set(cls._field_defaults)
+    for name in dir(cls):
+        owner = next((c for c in cls.__mro__ if name in vars(c)), None)
+        if owner is None or not owner.__module__.startswith("vae_lab"):
+            continue
+        attr = vars(owner)[name]
+        attr = attr.fget if isinstance(attr, property) else attr
+        if inspect.isfunction(attr) and "raise NotImplementedError" in inspect.getsource(attr):
+            names.add(name)
+    return names
+
+
+def contract_drift(base, must, may):
+    """What a table row says that the base class does not: one line per backticked attribute the class lacks (an
+    attribute, or a parameter of its __init__ that the base sets) and per required name the must-provide cell leaves
+    out."""
+    module, _, name = base.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    init = set(inspect.signature(cls.__init__).parameters) if not hasattr(cls, "_fields") else set()
+    drift = [f"{base} has no `{a}`" for a in sorted(attributes(must) | attributes(may))
+             if not hasattr(cls, a) and a not in init]
+    drift += [f"{base} requires `{r}`, which the row does not list as must-provide"
+              for r in sorted(required(cls) - attributes(must))]
+    drift += [f"{base} provides `{p}`, which the row does not list" for p in
+              sorted(set(getattr(cls, "PROVIDED", ())) - attributes(may))]
+    return drift
+
+
+def test_the_contract_table_matches_the_base_classes():
+    rows = contract_rows(DOC.read_text())
+    assert set(rows) == {"encoder", "decoder", "likelihood", "prior", "kl", "penalty", "dataset", "metric"}
+    for group, row in rows.items():
+        assert contract_drift(*row) == [], group
+
+
+def test_the_contract_check_catches_a_drifted_row():
+    rows = contract_rows(DOC.read_text())
+    base, must, may = rows["penalty"]
+    assert contract_drift(base, must + " `needs_factorised_prior = True`", may) == []  # not `name`: not checked
+    assert contract_drift(base, must + " `needs_factorised_prior`", may) == [
+        "vae_lab.penalties.Penalty has no `needs_factorised_prior`"]
+    assert contract_drift(base, must.replace("`forward(terms, weight, step)`", "forward"), may) == [
+        "vae_lab.penalties.Penalty requires `forward`, which the row does not list as must-provide"]
+    base, must, may = rows["dataset"]
+    must, may = must.replace("`batch(split, index, generator)`", "batch"), may.replace("`labels(split, index)`", "")
+    assert contract_drift(base, must, may) == [
+        "vae_lab.data.base.ImageData requires `batch`, which the row does not list as must-provide",
+        "vae_lab.data.base.ImageData provides `labels`, which the row does not list"]
+    base, must, may = rows["metric"]
+    assert contract_drift(base, must.replace("`headline`", "headline"), may) == [
+        "vae_lab.measure.disentanglement.base.Metric requires `headline`, which the row does not list as must-provide"]
+
+
 def test_the_page_holds_one_option_per_group(package):
     _, written = package
-    for group in ("encoder", "likelihood", "prior", "kl", "dataset"):
+    for group in ("encoder", "likelihood", "prior", "kl", "penalty", "dataset"):
         assert sum(f.startswith(f"my_ext/configs/{group}/") for f in written) == 1, group
     assert {"my_ext/components.py", "my_ext/__init__.py", "my_ext/configs/__init__.py"} <= set(written)
 
@@ -64,9 +146,10 @@ def test_the_pages_command_trains_with_the_new_options(package):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 6
     config = (run / ".hydra" / "config.yaml").read_text()
-    for target in ("ResMLPEncoder", "StudentT", "LaplacePrior", "Sigmoid", "Bars"):
+    for target in ("ResMLPEncoder", "StudentT", "LaplacePrior", "Sigmoid", "KLL2", "Bars"):
         assert f"_target_: my_ext.components.{target}" in config, target
 
+    assert "lam: 0.1" in config
     # train/kl_weight is the mean of w(step) over each logging window: the Sigmoid schedule's values
     Sigmoid = components(root).Sigmoid
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -75,6 +158,8 @@ def test_the_pages_command_trains_with_the_new_options(package):
     acc.Reload()
     schedule = Sigmoid(beta=1.0, midpoint=0.5, width=0.1, total_steps=6)
     logged = [(e.step, e.value) for e in acc.Scalars("train/kl_weight")]
+    for name in ("kl_penalty", "mean_l2"):  # KLL2's names, each logged
+        assert acc.Scalars(f"train/{name}"), name
     assert logged and all(v == pytest.approx((schedule.weight(s - 2) + schedule.weight(s - 1)) / 2, rel=1e-6)
                           for s, v in logged)
 
@@ -90,3 +175,32 @@ def test_the_pages_laplace_kl_matches_monte_carlo(package):
     assert torch.allclose(prior.kl(mean, log_var, None)[0], monte_carlo, atol=0.01)
     samples = prior.sample(100_000, torch.Generator().manual_seed(0))
     assert samples.abs().mean().item() == pytest.approx(0.7, rel=0.02)  # E|z| = b under Laplace(0, b)
+
+
+def test_the_pages_metric_keeps_the_metric_contract(package):
+    """MAX_CORRELATION, run as vae-eval runs a metric (compute(represent, data, **sizes, seed=, batch_size=,
+    progress=)), on a grid of two factors whose images are the factor classes themselves."""
+    import torch
+
+    from vae_lab.data.base import ImageData
+    from vae_lab.measure.disentanglement.base import Metric
+
+    class Grid(ImageData):
+        factor_names, factor_sizes, shape = ("a", "b"), (3, 4), (1, 1, 2)
+
+        def images_for_factors(self, factors, generator=None):
+            return self._checked_factors(factors).float().view(-1, 1, 1, 2)
+
+    metric = components(package[0]).MAX_CORRELATION
+    assert isinstance(metric, Metric) and metric.name == "max_correlation" and not metric.needs_log_var
+    assert set(metric.quick) == set(metric.full) <= set(inspect.signature(metric.compute).parameters)
+
+    def score(represent):
+        result = metric.compute(represent, Grid(), **metric.quick, seed=0, batch_size=256, progress=False)
+        assert set(metric.headline) <= set(result) and set(result["per_factor"]) == {"a", "b"}
+        return result["score"]
+
+    assert score(lambda x: x.flatten(1)) == pytest.approx(1.0)
+    assert score(lambda x: torch.cat([-3 * x.flatten(1).flip(1), torch.zeros(len(x), 1)], 1)) == pytest.approx(1.0)
+    noise = torch.Generator().manual_seed(1)
+    assert score(lambda x: torch.randn(len(x), 4, generator=noise)) < 0.2
