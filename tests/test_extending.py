@@ -17,7 +17,7 @@ FAST = ["trainer.max_steps=6", "trainer.batch_size=32", "trainer.log_every=2", "
         "dataset.train_size=256", "dataset.val_size=64", "dataset.test_size=64", "kl.midpoint=0.5", "kl.width=0.1"]
 
 
-ATTRIBUTE = re.compile(r"([A-Za-z_]\w*)(\(.*\))?")  # a backticked `name` or `name(...)`: an attribute of the base
+ATTRIBUTE = re.compile(r"([A-Za-z_]\w*)(\(.*\)| = .*)?")  # backticked `name`, `name(...)`, `name = value`
 
 
 def components(root):
@@ -60,8 +60,15 @@ def contract_rows(text):
 
 
 def attributes(cell):
-    """The names of the backticked `name` and `name(...)` of a cell; dotted or other code (`terms.kl`) is left out."""
+    """The names of the backticked `name`, `name(...)` and `name = value` of a cell; dotted or other code (`terms.kl`,
+    `train/<name>`) is left out."""
     return {m[1] for code in re.findall(r"`([^`]+)`", cell) if (m := ATTRIBUTE.fullmatch(code))}
+
+
+def signatures(cell):
+    """{name: [argument names]} of the backticked `name(...)` of a cell."""
+    return {m[1]: [a.strip() for a in m[2][1:-1].split(",") if a.strip()]
+            for code in re.findall(r"`([^`]+)`", cell) if (m := ATTRIBUTE.fullmatch(code)) and (m[2] or "")[:1] == "("}
 
 
 def required(cls):
@@ -86,12 +93,19 @@ def required(cls):
 def contract_drift(base, must, may):
     """What a table row says that the base class does not: one line per backticked attribute the class lacks (an
     attribute, or a parameter of its __init__ that the base sets) and per required name the must-provide cell leaves
-    out."""
+    out, and per `name(arguments)` whose arguments are not the method's."""
     module, _, name = base.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     init = set(inspect.signature(cls.__init__).parameters) if not hasattr(cls, "_fields") else set()
     drift = [f"{base} has no `{a}`" for a in sorted(attributes(must) | attributes(may))
              if not hasattr(cls, a) and a not in init]
+    for method, args in {**signatures(may), **signatures(must)}.items():
+        attr = inspect.getattr_static(cls, method, None)
+        if inspect.isfunction(attr):  # torch's forward(*input) and a NamedTuple's fields have no signature to compare
+            params = [q.name for q in list(inspect.signature(attr).parameters.values())[1:]]
+            if all(q.kind == q.POSITIONAL_OR_KEYWORD for q in inspect.signature(attr).parameters.values()) \
+                    and args != params:
+                drift.append(f"{base}.{method} takes ({', '.join(params)}), not ({', '.join(args)})")
     drift += [f"{base} requires `{r}`, which the row does not list as must-provide"
               for r in sorted(required(cls) - attributes(must))]
     drift += [f"{base} provides `{p}`, which the row does not list" for p in
@@ -109,9 +123,13 @@ def test_the_contract_table_matches_the_base_classes():
 def test_the_contract_check_catches_a_drifted_row():
     rows = contract_rows(DOC.read_text())
     base, must, may = rows["penalty"]
-    assert contract_drift(base, must + " `needs_factorised_prior = True`", may) == []  # not `name`: not checked
-    assert contract_drift(base, must + " `needs_factorised_prior`", may) == [
-        "vae_lab.penalties.Penalty has no `needs_factorised_prior`"]
+    for planted in ("`needs_factorised_prior = True`", "`needs_factorised_prior`"):  # the first: the old page's words
+        assert contract_drift(base, f"{must} {planted} if a term needs p(z) = Π_j p(z_j).", may) == [
+            "vae_lab.penalties.Penalty has no `needs_factorised_prior`"]
+    assert contract_drift(base, must, may.replace("`update(terms, step, generator)`", "`retrain(terms, step)`")) == [
+        "vae_lab.penalties.Penalty has no `retrain`"]
+    assert contract_drift(base, must, may.replace("`update(terms, step, generator)`", "`update(terms, step)`")) == [
+        "vae_lab.penalties.Penalty.update takes (terms, step, generator), not (terms, step)"]
     assert contract_drift(base, must.replace("`forward(terms, weight, step)`", "forward"), may) == [
         "vae_lab.penalties.Penalty requires `forward`, which the row does not list as must-provide"]
     base, must, may = rows["dataset"]
