@@ -23,6 +23,7 @@ def test_command_trains_and_reports(command, tmp_path):
     assert "run directory:" in out.stdout and "validation: elbo" in out.stdout
     assert (tmp_path / "run" / "summary.json").is_file()
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+    assert "torch threads:" in (tmp_path / "run" / "train.log").read_text()  # named train.log by either entry
 
 
 @pytest.mark.slow
