@@ -69,8 +69,8 @@ def test_default_adam_is_fused_and_the_same_update():
     data = build("dataset", cfg.dataset)
     models = [build_model(cfg, data) for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
-    fused = build_optimizer(cfg, models[0])
-    plain = build_optimizer(compose_config([*TINY, "optimizer.fused=null"]), models[1])
+    fused = build_optimizer(cfg, models[0].parameters())
+    plain = build_optimizer(compose_config([*TINY, "optimizer.fused=null"]), models[1].parameters())
     assert fused.param_groups[0]["fused"] is True and not plain.param_groups[0]["fused"]
     penalty = build("penalty", cfg.penalty)
     from vae_lab.model import objective

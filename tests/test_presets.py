@@ -178,7 +178,7 @@ def test_higgins_networks_and_optimizer():
     assert [type(m) for m in dec] == [nn.Linear, nn.Tanh] * 3 + [nn.Linear]
     assert [(m.in_features, m.out_features) for m in dec if isinstance(m, nn.Linear)] == [
         (10, 1200), (1200, 1200), (1200, 1200), (1200, 4096)]
-    assert isinstance(build_optimizer(cfg, model), torch.optim.Adagrad)
+    assert isinstance(build_optimizer(cfg, model.parameters()), torch.optim.Adagrad)
 
 
 def test_locatello_encoder_maps_and_kernels():

@@ -75,6 +75,7 @@ processes             bookkeeping d   -                  processes the run train
 wall_s                bookkeeping .1f -                  seconds from setup to the end
 images_per_s          bookkeeping .0f -                  training images per second, evaluation and checkpoints excluded
 run_dir               bookkeeping s   -                  the run directory
+stack                 bookkeeping s   -                  the stack it was trained in (hydra/launcher=stacked): its id and members
 """)
 
 # eval.json beyond measure()'s keys and the disentanglement metrics' headlines

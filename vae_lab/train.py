@@ -20,7 +20,7 @@ from vae_lab.checks import ConfigError, first_line, resolve_device
 from vae_lab.measure.collapse import CollapseWatch
 from vae_lab.measure.elbo import measure
 from vae_lab.measure.pictures import log_pictures
-from vae_lab.model import objective
+from vae_lab.model import Terms, objective
 from vae_lab.progress import bar
 from vae_lab.rundir import Status
 from vae_lab.runtime import checkpoint, distributed
@@ -32,6 +32,8 @@ from vae_lab.runtime.guard import NonFiniteGuard, diverged_message
 from vae_lab.runtime.interrupt import StopRequest, exit_code
 from vae_lab.runtime.logbook import Logbook
 from vae_lab.runtime.means import TrainingMeans
+from vae_lab.runtime.resources import check_stack_fits
+from vae_lab.runtime.stack import Stack, save_members, settle
 
 log = logging.getLogger("vae_lab")
 
@@ -90,18 +92,23 @@ class Training:
     resumed: bool
     team: Team  # the processes training this run (one by default)
     latent_dim: int
+    result: dict = None  # its last validation
+    stack: dict = None  # the stack it trains in (vae_lab.runtime.stack): {"id", "manifest", "members"}; None alone
 
 
-def setup(cfg, run_dir, team=None):
+def setup(cfg, run_dir, team=None, datasets=None):
     """Check the config, build data, model, optimizer, KL schedule and random streams, restore a checkpoint
     (resume=<dir>), and open the run's log (`team`: one process by default). Raises ConfigError before anything is
     written. With several processes a failure on any one of them is raised on all before the next collective
-    (Team.agree_on), so none is left waiting."""
+    (Team.agree_on), so none is left waiting. `datasets`: {dataset config: dataset} shared by a stack's members."""
     team = team or Team()
     saved, device = team.agree_on(lambda: prepare(cfg, run_dir, team))
     # a cache is written once, then read; the images' memory budget is shared with this machine's other processes
-    data = team.first(lambda: build("dataset", cfg.dataset, device=device,
-                                    optional={"memory_share": team.memory_share(device)}))
+    key, datasets = str(OmegaConf.to_container(cfg.dataset, resolve=True)), {} if datasets is None else datasets
+    if key not in datasets:
+        datasets[key] = team.first(lambda: build("dataset", cfg.dataset, device=device,
+                                                 optional={"memory_share": team.memory_share(device)}))
+    data = datasets[key]
     training = team.agree_on(lambda: assemble(cfg, run_dir, team, saved, data))
     training.logbook = Logbook(run_dir, purge_step=training.state.step + 1 if saved is not None else None) if team.main else None
     training.step_model = team.wrap(training.state.model)  # a collective: only once setup has been agreed
@@ -114,6 +121,8 @@ def prepare(cfg, run_dir, team):
     """(the checkpoint to resume or None, this process's device), with the run's random state seeded."""
     check_root(cfg)
     distributed.check_batch(cfg.trainer.batch_size, team.size)
+    if cfg.resume is not None:
+        settle(cfg.resume)  # a stack's member killed while its checkpoints were committed
     saved = checkpoint.load(rundir.checkpoint(cfg.resume)) if cfg.resume is not None else None
     if saved is None and not rundir.is_fresh(run_dir):
         raise ConfigError(f"hydra.training.dir={run_dir}: holds another run already; choose a new directory or resume={run_dir}")
@@ -132,7 +141,7 @@ def assemble(cfg, run_dir, team, saved, data):
     total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
     kl_schedule = build("kl", cfg.kl, total_steps=max(total, 1), steps_per_epoch=steps_per_epoch)
     means = TrainingMeans(penalty.names, device, later=penalty.update_names)
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, model.parameters())
     state = State(model, optimizer, build_scheduler(cfg, optimizer, steps_per_epoch), penalty,
                   {name: torch.Generator(device=device).manual_seed(cfg.seed * 7919 + i)
                    for i, name in enumerate(("noise", "binarize", "penalty"))},
@@ -222,6 +231,34 @@ def train_step(training, x):
     s.step += 1
 
 
+def stacked_step(stack, xs):
+    """One optimiser step of every member of `stack`, each on its own images (xs: one batch per member, drawn in
+    its own order): the forward vmapped over the stacked parameters with each member's noise from its own stream,
+    each member's objective with its own penalty and KL weight, one backward, one step of the stacked optimiser,
+    each penalty's update with its own stream. As train_step, nothing is read back from the device."""
+    members, step = stack.members, stack.members[0].state.step
+    n = batch_size(members[0], step)
+    noise = torch.stack([m.team.batch(n).draw((m.latent_dim,), m.state.generators["noise"], xs[0].device)
+                         for m in members])
+    with members[0].autocast:
+        terms = torch.func.vmap(stack.forward)(stack.params, stack.buffers, torch.stack(xs), noise)
+        each = [Terms(*(t[i] for t in terms)) for i in range(stack.size)]
+        weights = [m.kl_schedule.weight(step) for m in members]
+        objectives = [objective(t, m.state.penalty, w, step, m.recon_scale) for m, t, w in zip(members, each, weights)]
+    stack.optimizer.zero_grad(set_to_none=True)
+    torch.stack([loss for loss, _ in objectives]).sum().backward()  # each member's gradient is its own loss's
+    stack.mask_frozen()
+    grads = stack.grad_figures()
+    for i, (m, t, (loss, parts), w) in enumerate(zip(members, each, objectives, weights)):
+        m.state.guard.record(step, loss, t, parts, w, grads[:, i])
+    stack.optimizer.step()
+    for m, t in zip(members, each):
+        m.state.guard.record_later(m.state.penalty.update(t, step, m.state.generators["penalty"]))
+    stack.scheduler.step()
+    for m in members:
+        m.state.step += 1
+
+
 def due(training, stop, start_step):
     """What follows the step just taken: log, validate, save, stop (a signal, or trainer.stop_at_step), and the
     signal that stops it. Several processes act together on a signal that any of them received, at the next logging
@@ -281,42 +318,107 @@ def train(cfg, run_dir, team=None):
     """Train the VAE that `cfg` describes, writing everything into `run_dir`; returns the summary. `team`: this
     process's place among several training the run together (vae_lab.runtime.distributed), one process by default."""
     team = team or Team()
-    training = setup(cfg, Path(run_dir), team)  # a failure on any process stops all of them
-    s, start_step, clock = training.state, training.state.step, Clock()
-    # A resumed run that had finished but for its summary reuses its last validation: nothing is logged twice.
-    result = (training.logbook.evaluation_at(s.step) if training.resumed and s.step >= training.total and team.main
-              else None)
-    status, problem, signal = Status.COMPLETED, None, None
+    return run([setup(cfg, Path(run_dir), team)])[0]  # a failure on any process stops all of them
+
+
+def train_stacked(cfgs, run_dirs, record):
+    """Train the runs `cfgs` (configs that differ only in vae_lab.runtime.stack.STACKABLE keys) as one stack, each
+    into its run directory as if alone; `record` is the stack's {"id", "manifest", "members"}. Returns the summaries."""
+    if len(cfgs) == 1:
+        return [train(cfgs[0], run_dirs[0])]
+    check_stackable(cfgs[0])
+    datasets = {}  # the members' images, built once for each distinct dataset config
+    members = [setup(cfgs[0], Path(run_dirs[0]), datasets=datasets)]
+    check_stack_fits(members[0].state.model, members[0].data.device, len(cfgs))  # before the others are built
+    members += [setup(cfg, Path(d), datasets=datasets) for cfg, d in zip(cfgs[1:], run_dirs[1:])]
+    steps = {m.state.step for m in members}
+    if len(steps) > 1:
+        raise ConfigError(f"resume: the stack's runs are at different steps ({sorted(steps)}); resume each with "
+                          f"vae-train resume=<dir>, or the sweep without hydra/launcher=stacked")
+    for m in members:
+        m.stack = record
+    return run(members, Stack(members, record))
+
+
+def check_stackable(cfg):
+    t = cfg.trainer
+    for key, value, why in (("trainer.devices", t.devices > 1, "a stack trains in one process"),
+                            ("trainer.nonfinite", t.nonfinite == "skip", "Adam over a stacked tensor keeps one step "
+                             "count, so a member that skipped a step could not match its lone run; use stop"),
+                            ("trainer.compile", t.compile, "the stacked step is not compiled yet")):
+        if value:
+            raise ConfigError(f"{key}={OmegaConf.select(cfg, key)}: not with hydra/launcher=stacked ({why})")
+
+
+def run(members, stack=None):
+    """The loop: one run (`members` a list of one) or a stack's runs, stepped together (`stack`). Each member logs,
+    validates and saves as a lone run would; one that diverges ends alone, its updates masked out of the stack."""
+    lead, team = members[0], members[0].team
+    s, start_step, clock = lead.state, lead.state.step, Clock()
+    for t in members:  # a resumed run that had finished but for its summary reuses its last validation
+        t.result = t.logbook.evaluation_at(t.state.step) if t.resumed and t.state.step >= t.total and team.main else None
+    ended, stopped = {}, None  # {member: its summary} of those that diverged; (status, signal) once all stop
     # SIGINT/SIGTERM: finish the step, save, stop
-    with StopRequest() as stop, bar(training.total, "train", "step", initial=s.step, enabled=team.main) as steps:
-        for x in batches(training):
-            train_step(training, x)
-            clock.count(batch_size(training, s.step - 1))
+    with StopRequest() as stop, bar(lead.total, "train", "step", initial=s.step, enabled=team.main) as steps:
+        for x in batches(lead) if stack is None else zip(*map(batches, members)):
+            train_step(lead, x) if stack is None else stacked_step(stack, x)
+            clock.count(batch_size(lead, s.step - 1))
             steps.update(1)
-            now = due(training, stop, start_step)
-            # Non-finite values are looked for before anything computed after them is logged or kept.
-            if (now.log or now.save) and (problem := team.agree(s.guard.problem(s.step, saving=now.save))):
-                status = Status.DIVERGED
-                break
-            if now.log:
-                log_training(training, clock.lap(), steps)
-            if now.validate:
+            now = due(lead, stop, start_step)
+            if stack is not None and (now.log or now.save):
+                stack.sync()  # the members' own modules hold what the stack trained
+            rate = clock.lap() if now.log else None
+            for i, t in enumerate(members):
+                if i in ended:
+                    continue
+                # Non-finite values are looked for before anything computed after them is logged or kept.
+                if (now.log or now.save) and (problem := team.agree(t.state.guard.problem(s.step, saving=now.save))):
+                    ended[i] = end(t, stack, i, problem, clock)
+                    continue
+                if now.log:
+                    log_training(t, rate, steps)
+                if now.validate:
+                    with clock.paused():
+                        t.result = validate(t) if team.main else None  # the others wait at the next collective
+                    if problem := team.from_main(t.state.guard.problem(s.step, t.result) if team.main else None):
+                        ended[i] = end(t, stack, i, problem, clock)
+            going = [t for i, t in enumerate(members) if i not in ended]
+            if now.save and going:
                 with clock.paused():
-                    result = validate(training) if team.main else None  # the others wait at the next collective
-                if problem := team.from_main(s.guard.problem(s.step, result) if team.main else None):
-                    status = Status.DIVERGED
-                    break
-            if now.save:
-                with clock.paused():
-                    team.average(s.means.sums)  # the checkpoint holds every process's train/ sums, as one process's
-                    save(training, rundir.LAST)
+                    for t in going:  # the checkpoint holds every process's train/ sums, as one process's
+                        team.average(t.state.means.sums)
+                    save_all(going, rundir.LAST)
             if now.stop:
-                status, signal = Status.INTERRUPTED if now.signal else Status.STOPPED, now.signal
+                stopped = (Status.INTERRUPTED if now.signal else Status.STOPPED, now.signal)
+            if stopped or not going:
                 break
-    if status == Status.COMPLETED and result is None and team.main:  # nothing trained here (epochs=0, a finished
-        result = validate(training)                                  # run resumed)
-        save(training, rundir.LAST)
-    return finish(training, status, result, clock, problem, signal)
+    going = [t for i, t in enumerate(members) if i not in ended]
+    if stopped is None and team.main and any(t.result is None for t in going):  # nothing trained here (epochs=0, a
+        if stack is not None:                                                       # finished run resumed)
+            stack.sync()
+        for t in going:
+            t.result = t.result or validate(t)
+        save_all(going, rundir.LAST)
+    status, signal = stopped or (Status.COMPLETED, None)
+    return [ended[i] if i in ended else finish(t, status, t.result, clock, None, signal) for i, t in enumerate(members)]
+
+
+def end(training, stack, i, problem, clock):
+    """Member i diverged: its run ends so, the stack trains on without it."""
+    if stack is not None:
+        stack.freeze(i)
+    return finish(training, Status.DIVERGED, training.result, clock, problem, None)
+
+
+def save_all(members, name):
+    """Each member's checkpoint `name`: a lone run's, or a stack's members' committed together (stack.save_members)."""
+    if len(members) == 1 and members[0].stack is None:
+        return save(members[0], name)
+    if members[0].team.main:
+        for t in members:
+            t.logbook.flush()
+        save_members([t.state.state_dict() for t in members], [t.dir for t in members], name, members[0].stack,
+                     members[0].state.step)
 
 
 def finish(training, status, result, clock, problem, signal):
@@ -336,6 +438,8 @@ def finish(training, status, result, clock, problem, signal):
     else:  # the figures are rank 0's
         extra = {}
     summary = {"status": status, **extra, "steps": step, "run_dir": str(training.dir)}
+    if training.stack is not None:
+        summary["stack"] = {k: training.stack[k] for k in ("id", "members")}
     if not training.team.main:
         return summary
     training.logbook.summary(summary)

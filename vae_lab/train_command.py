@@ -16,7 +16,8 @@ from vae_lab.results import HEADLINE
 from vae_lab.rundir import Status
 from vae_lab.runtime import distributed, resume, sweep
 from vae_lab.runtime.config import CONFIG_DIR, check_root, register_resolvers
-from vae_lab.train import train
+from vae_lab.runtime.stacked_launcher import STACK_KEY
+from vae_lab.train import train, train_stacked
 
 log = logging.getLogger("vae_lab")
 
@@ -24,6 +25,8 @@ log = logging.getLogger("vae_lab")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg):
     hc = HydraConfig.get()
+    if STACK_KEY in cfg:  # one stack of hydra/launcher=stacked: its members' figures
+        return stack_job(cfg)
     if hc.mode == RunMode.MULTIRUN:  # a failed job is recorded in its summary.json; the sweep goes on
         summary = sweep.guarded_job(train_job, cfg, hc.runtime.output_dir)
     else:
@@ -76,6 +79,36 @@ def train_job(cfg):
     if summary["status"] == Status.COMPLETED and rank == 0:
         report(summary)
     return summary
+
+
+def stack_job(cfg):
+    """One stack of a stacked sweep (vae_lab.runtime.stacked_launcher): its members' configs and run directories
+    (each resuming its own unfinished run under resume=auto), trained together; each member's objective figure."""
+    hc = HydraConfig.get()
+    record = OmegaConf.to_container(OmegaConf.load(cfg[STACK_KEY]))
+    launcher = OmegaConf.to_container(hc.launcher, resolve=True) if hc.launcher else None
+    roots = resume.search_roots(hc.run.dir, hc.sweep.dir)
+
+    def decide():
+        targets = [resume.resume_target(OmegaConf.load(Path(d) / ".hydra" / "config.yaml"), Path(d), overrides, roots)
+                   for d, overrides in zip(record["members"], record["overrides"])]
+        return [c for c, _ in targets], [d for _, d in targets]
+
+    def loop(cfgs, run_dirs, team):
+        return train_stacked(cfgs, run_dirs, {**record, "members": [str(d) for d in run_dirs]})
+
+    summaries = sweep.guarded_stack(lambda: distributed.take_part(loop, resolve_device(cfg.device), cfg.threads,
+                                                                  launcher, decide, hc.runtime.output_dir),
+                                    record["members"], record["overrides"])
+    for summary in summaries:
+        if summary["status"] == Status.COMPLETED:
+            report(summary)
+    if interrupted := [s for s in summaries if s["status"] in (Status.STOPPED, Status.INTERRUPTED)]:
+        print(f"vae-train: stack {record['id']}: {interrupted[0]['message']} (and its other members)",
+              file=sys.stderr, flush=True)
+        if interrupted[0]["exit_code"]:
+            raise SystemExit(interrupted[0]["exit_code"])
+    return [summary.get(cfg.objective) for summary in summaries]
 
 
 def report(summary):

@@ -7,7 +7,14 @@ and hydra/launcher=joblib would end in "Unknown plugin class". vae-train's main(
 itself (register_launchers) before Hydra starts; under a wheel install Hydra's scan finds them as well."""
 from importlib.util import find_spec
 
-LAUNCHERS = ()  # the classes to register; empty without the `sweep` extra
+from vae_lab.runtime import stacked_launcher  # noqa: E402
+
+
+class StackedLauncher(stacked_launcher.StackedLauncher):
+    """hydra/launcher=stacked (configs/hydra/launcher/stacked.yaml): a sweep's jobs trained as stacks of models."""
+
+
+LAUNCHERS = (StackedLauncher,)  # the classes to register; joblib's only with the `sweep` extra
 
 if find_spec("hydra_plugins.hydra_joblib_launcher"):  # installed with the `sweep` extra
     from vae_lab.runtime import launcher
@@ -15,7 +22,7 @@ if find_spec("hydra_plugins.hydra_joblib_launcher"):  # installed with the `swee
     class JoblibLauncher(launcher.JoblibLauncher):
         """hydra/launcher=joblib (configs/hydra/launcher/joblib.yaml): Hydra's joblib launcher, stopping when told."""
 
-    LAUNCHERS = (JoblibLauncher,)
+    LAUNCHERS = (*LAUNCHERS, JoblibLauncher)
 
 
 def register_launchers():

@@ -97,11 +97,12 @@ def build_scheduler(cfg, optimizer, steps_per_epoch):
         raise ConfigError(f"scheduler: {first_line(e)} (config: {OmegaConf.to_container(cfg.scheduler)})") from None
 
 
-def build_optimizer(cfg, model):
-    """The `optimizer` group's torch.optim partial, checked (vae_lab.runtime.config), over the model's parameters."""
+def build_optimizer(cfg, params):
+    """The `optimizer` group's torch.optim partial, checked (vae_lab.runtime.config), over `params` (a model's, or a
+    stack's stacked tensors: vae_lab.runtime.stack)."""
     make = build("optimizer", cfg.optimizer)
     check_optimizer_args(cfg.optimizer._target_, make.func, make.keywords)
     try:
-        return make(model.parameters())
+        return make(params)
     except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: e.g. fused=true with foreach=true
         raise ConfigError(f"optimizer: {first_line(e)} (config: {OmegaConf.to_container(cfg.optimizer)})") from None

@@ -32,16 +32,21 @@ class NonFiniteGuard:
         self.n, self.first_step, self.found = 0, 0, None  # rows not yet checked; the step of the first; a problem
         self.means, self.skipped = means, 0
 
-    def record(self, step, loss, terms, parts, weight):
+    def record(self, step, loss, terms, parts, weight, grads=None):
         """Record step `step` (0-based) after backward(); False if its update must be dropped (`skip` only).
-        `parts`: the penalty's weighted terms, in the order of the means' names."""
+        `parts`: the penalty's weighted terms, in the order of the means' names. `grads`: one figure per parameter,
+        non-finite where its gradient is, where the caller has them (a stack computes every member's at once);
+        else read from the parameters' gradients."""
         if self.n == len(self.rows):
             self._check()
-        grads = [p.grad if p.grad is not None else loss.new_zeros(()) for p in self.params]
-        if self.fused:  # every gradient's largest |entry| in one fused kernel: non-finite exactly when an entry is
-            grads = torch._foreach_norm(grads, float("inf"))
-        else:  # torch's CPU has no fused kernel for that; a sum is non-finite when an entry is (or it overflows)
-            grads = [g.sum() for g in grads]
+        if grads is None:
+            grads = [p.grad if p.grad is not None else loss.new_zeros(()) for p in self.params]
+            if self.fused:  # every gradient's largest |entry| in one fused kernel: non-finite exactly when an entry is
+                grads = torch._foreach_norm(grads, float("inf"))
+            else:  # torch's CPU has no fused kernel for that; a sum is non-finite when an entry is (or it overflows)
+                grads = [g.sum() for g in grads]
+        else:
+            grads = grads.unbind()
         row = self.rows[self.n]
         later = [loss.new_zeros(())] * len(self.means.later)  # written by record_later() once the update has run
         torch.stack([terms.recon_ll.detach().mean(), terms.kl.detach().sum(1).mean(), loss.detach(),

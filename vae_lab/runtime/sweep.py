@@ -4,11 +4,13 @@ import logging
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 from vae_lab import rundir
 from vae_lab.checks import ConfigError, first_line
 from vae_lab.rundir import Status
 from vae_lab.runtime.logbook import Logbook
+from vae_lab.runtime.stack import MANIFEST
 
 log = logging.getLogger("vae_lab")
 
@@ -29,6 +31,23 @@ def guarded_job(job, cfg, run_dir):
         return summary
 
 
+def guarded_stack(job, run_dirs, overrides):
+    """job() -> the summaries of a stack's members (hydra/launcher=stacked). Any exception is logged and recorded in
+    each member's summary.json, as guarded_job records one job's, and the sweep goes on with its other stacks."""
+    try:
+        return job()
+    except Exception as e:
+        error = str(e) if isinstance(e, ConfigError) else first_line(e, with_type=True)
+        log.error("vae-train: stack failed: %s", error, exc_info=not isinstance(e, ConfigError))
+        summaries = []
+        for run_dir in map(Path, run_dirs):
+            summary = {"status": Status.FAILED, "error": error, "run_dir": str(run_dir)}
+            if rundir.is_fresh(run_dir) and not (run_dir / rundir.SUMMARY).exists():
+                record_failure(run_dir, OmegaConf.load(run_dir / ".hydra" / "config.yaml"), summary)
+            summaries.append(summary)
+        return summaries
+
+
 def record_failure(run_dir, cfg, summary):
     logbook = Logbook(run_dir)
     logbook.summary(summary)
@@ -43,6 +62,8 @@ class SweepReport(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         counts = {}
         for path in sweep_dir.rglob(".hydra"):
+            if (path.parent / MANIFEST).exists():  # a stack's own job (hydra/launcher=stacked): its members are counted
+                continue
             status = rundir.status(path.parent) or "no summary.json"
             counts[str(status)] = counts.get(str(status), 0) + 1
         if counts:

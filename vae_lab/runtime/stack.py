@@ -1,0 +1,177 @@
+"""Many models trained as one (hydra/launcher=stacked): which jobs of a sweep may share a stack, the stacked
+parameters and optimiser, and the checkpoints of a stack, consistent across its members.
+
+A stack holds M models of one architecture. Their parameters are stacked along a new first dimension
+(torch.func.stack_module_state), one forward runs them all (torch.func.vmap over functional_call: a linear layer
+becomes a batched product, a convolution a grouped one), and one optimiser of the group's class steps the stacked
+tensors: Adam, Adagrad and the like act entry by entry, so one over stacked tensors is M independent ones (they share
+the step count, which all members advance together). Each member keeps its own modules (`Training`): the stack
+copies its parameters and optimiser state into them (`sync`) before they are validated or saved, and from them when
+a stack is built or resumed, so a member's checkpoint is a lone run's, in today's format.
+"""
+import copy
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch.func import functional_call, stack_module_state
+
+from vae_lab import nested, rundir
+from vae_lab.checks import ConfigError
+from vae_lab.runtime.build import build_optimizer, build_scheduler
+from vae_lab.runtime.checkpoint import load, save_atomic
+
+# The config keys in which jobs of one stack may differ, each a prefix: everything else (a shape, a class, an option
+# that changes the step's code, the optimiser and its learning rate: one parameter group cannot split a stacked
+# tensor) puts jobs in separate stacks. The seed (initialisation, data order, every random stream) and the KL
+# schedule (the loop computes each member's weight) are the member's own; the penalty's constants are held by each
+# member's own penalty; a likelihood's scale is a buffer or parameter, stacked with the others.
+STACKABLE = ("seed", "dataset.seed", "dataset.split_seed", "kl", "penalty.alpha", "penalty.gamma", "penalty.c_max",
+             "penalty.ramp_steps", "penalty.free_nats", "penalty.lambda_od", "penalty.lambda_d_factor",
+             "likelihood.sigma", "resume", "objective")
+
+MANIFEST = "stack.json"  # in the stack's directory: its members and the last step all their checkpoints hold
+PENDING = ".pending"  # a member's checkpoint written, not yet committed by the manifest
+
+
+def stackable(key):
+    return any(key == k or key.startswith(k + ".") for k in STACKABLE)
+
+
+def groups(configs, max_stack):
+    """[(member indices, keys that set the stack apart from the first)] of plain resolved config dicts: jobs
+    whose configs differ only in STACKABLE keys share a stack, at most `max_stack` members each."""
+    found = []  # (representative config, members)
+    for i, cfg in enumerate(configs):
+        for rep, members in found:
+            if not [k for k in nested.differences(rep, cfg) if not stackable(k)]:
+                members.append(i)
+                break
+        else:
+            found.append((cfg, [i]))
+    out = []
+    for rep, members in found:
+        apart = sorted({k for k in nested.differences(found[0][0], rep) if not stackable(k)})
+        out += [(members[i : i + max_stack], apart) for i in range(0, len(members), max_stack)]
+    return out
+
+
+def swept(configs, members):
+    """'kl.beta=1,4 seed=0,1': the stackable keys whose values differ among `members`' configs."""
+    values = {}
+    for i in members:
+        for key in nested.differences(configs[members[0]], configs[i]):
+            values.setdefault(key, set())
+    for key in values:
+        values[key] = list(dict.fromkeys(str(nested.get(configs[i], key)) for i in members))
+    return " ".join(f"{k}={','.join(v)}" for k, v in sorted(values.items())) or "one config"
+
+
+class Stack:
+    """The stacked parameters, buffers and optimiser of `members` (Trainings of one architecture, at one step)."""
+
+    def __init__(self, members, record):
+        self.members, self.record, self.size = members, record, len(members)
+        models = [m.state.model for m in members]
+        params, self.buffers = stack_module_state(models)
+        self.params = {k: p.detach().requires_grad_() for k, p in params.items()}
+        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture; functional_call gives it each member's tensors
+        lead = members[0]
+        self.optimizer = build_optimizer(lead.cfg, self.params.values())
+        self.scheduler = build_scheduler(lead.cfg, self.optimizer, lead.steps_per_epoch)
+        self.optimizer.load_state_dict(self.stacked_state([m.state.optimizer.state_dict() for m in members]))
+        self.scheduler.load_state_dict(lead.state.scheduler.state_dict())
+        self.frozen = torch.zeros(self.size, dtype=torch.bool, device=next(iter(self.params.values())).device)
+        self.any_frozen = False  # known on the host: no masking kernels while every member trains
+
+    def forward(self, params, buffers, x, noise):
+        """One member's ELBO terms (vmapped over the stack by the loop)."""
+        return functional_call(self.base, (params, buffers), (x,), {"noise": noise})
+
+    def stacked_state(self, states):
+        """One optimiser state dict over the stacked tensors from the members' (the same step count in each)."""
+        out = {"state": {}, "param_groups": states[0]["param_groups"]}
+        for i in states[0]["state"]:
+            per = [s["state"][i] for s in states]
+            out["state"][i] = {k: torch.stack([p[k] for p in per]) if _per_entry(v) else v for k, v in per[0].items()}
+        return out
+
+    def grad_figures(self):
+        """(parameters, M): each member's gradient sum per parameter, non-finite where an entry is (the guard's row)."""
+        return torch.stack([p.grad.flatten(1).sum(1) if p.grad is not None else self.frozen.new_zeros(self.size, dtype=torch.float32)
+                            for p in self.params.values()])
+
+    def mask_frozen(self):
+        """A frozen member's gradients are zeroed: with its optimiser moments zeroed at freezing, its update is 0."""
+        if not self.any_frozen:
+            return
+        for p in self.params.values():
+            if p.grad is not None:
+                p.grad.masked_fill_(self.frozen.view(-1, *[1] * (p.dim() - 1)), 0)
+
+    def freeze(self, i):
+        """Member i ended (diverged): its updates are masked out from now on; the others train on unperturbed."""
+        self.frozen[i], self.any_frozen = True, True
+        for state in self.optimizer.state.values():
+            for v in state.values():
+                if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == self.size:
+                    v[i] = 0
+
+    @torch.no_grad()
+    def sync(self):
+        """Copy the stack's parameters, optimiser and scheduler state into each member's own modules."""
+        stacked = self.optimizer.state_dict()
+        for i, m in enumerate(self.members):
+            for name, p in m.state.model.named_parameters():
+                p.copy_(self.params[name][i])
+            m.state.optimizer.load_state_dict({
+                "param_groups": stacked["param_groups"],
+                "state": {j: {k: v[i].clone() if _per_entry(v, self.size) else v.clone() for k, v in s.items()}
+                          for j, s in stacked["state"].items()}})
+            m.state.scheduler.load_state_dict(self.scheduler.state_dict())
+
+
+def _per_entry(v, size=None):
+    """A per-entry optimiser state (a moment), as opposed to a scalar one (the step count)."""
+    return isinstance(v, torch.Tensor) and v.dim() > 0 and (size is None or v.shape[0] == size)
+
+
+def save_members(states, dirs, name, record, step):
+    """Each member's checkpoint `name`; for last.pt, committed together: each is written beside its last.pt, then
+    the stack's manifest says `step`, then each replaces its last.pt. A kill at any moment leaves every member's
+    last.pt at one step, or pending files that `settle` commits (the manifest reached their step) or drops."""
+    if name != rundir.LAST:
+        for state, d in zip(states, dirs):
+            save_atomic(state, rundir.checkpoint(d, name))
+        return
+    pending = [Path(str(rundir.checkpoint(d)) + PENDING) for d in dirs]
+    for state, path in zip(states, pending):
+        save_atomic({**state, "stack": record}, path)
+    manifest = Path(record["manifest"])
+    rundir.write_text(manifest, json.dumps({**read_manifest(manifest), **record, "step": step}, indent=1) + "\n")
+    for d, path in zip(dirs, pending):
+        os.replace(path, rundir.checkpoint(d))
+
+
+def read_manifest(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def settle(run_dir):
+    """Commit or drop a stacked member's pending last.pt (save_members), before the run is resumed."""
+    pending = Path(str(rundir.checkpoint(run_dir)) + PENDING)
+    if not pending.is_file():
+        return
+    try:
+        saved = load(pending)
+    except ConfigError:  # cut short while written: the manifest never reached it
+        pending.unlink()
+        return
+    if read_manifest(saved["stack"]["manifest"]).get("step") == saved["step"]:
+        os.replace(pending, rundir.checkpoint(run_dir))
+    else:
+        pending.unlink()
