@@ -335,6 +335,7 @@ def train_stacked(cfgs, run_dirs, record):
     if len(steps) > 1:
         raise ConfigError(f"resume: the stack's runs are at different steps ({sorted(steps)}); resume each with "
                           f"vae-train resume=<dir>, or the sweep without hydra/launcher=stacked")
+    record = {**record, "members": [str(d) for d in run_dirs]}
     for m in members:
         m.stack = record
     return run(members, Stack(members, record))

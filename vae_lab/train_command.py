@@ -3,6 +3,7 @@ trains (a new run, resume=, resume=auto), starts or joins the processes that tra
 runs the loop and reports."""
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -95,7 +96,8 @@ def stack_job(cfg):
         return [c for c, _ in targets], [d for _, d in targets]
 
     def loop(cfgs, run_dirs, team):
-        return train_stacked(cfgs, run_dirs, {**record, "members": [str(d) for d in run_dirs]})
+        with member_logs(run_dirs):
+            return train_stacked(cfgs, run_dirs, record)
 
     summaries = sweep.guarded_stack(lambda: distributed.take_part(loop, resolve_device(cfg.device), cfg.threads,
                                                                   launcher, decide, hc.runtime.output_dir),
@@ -109,6 +111,23 @@ def stack_job(cfg):
         if interrupted[0]["exit_code"]:
             raise SystemExit(interrupted[0]["exit_code"])
     return [summary.get(cfg.objective) for summary in summaries]
+
+
+@contextmanager
+def member_logs(run_dirs):
+    """The stack's log written to each member's train.log too, as Hydra writes a lone run's."""
+    root = logging.getLogger()
+    like = next((h for h in root.handlers if isinstance(h, logging.FileHandler)), None)
+    handlers = [logging.FileHandler(Path(d) / "train.log") for d in run_dirs]
+    for h in handlers:
+        h.setFormatter(like.formatter if like else logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        root.addHandler(h)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            root.removeHandler(h)
+            h.close()
 
 
 def report(summary):

@@ -148,10 +148,19 @@ def save_members(states, dirs, name, record, step):
     pending = [Path(str(rundir.checkpoint(d)) + PENDING) for d in dirs]
     for state, path in zip(states, pending):
         save_atomic({**state, "stack": record}, path)
+    write_manifest(record, step)
+    for d, path in zip(dirs, pending):
+        commit(path, d)
+
+
+def write_manifest(record, step):
+    """The stack's manifest, saying that every member's checkpoint of `step` is written: the commit point."""
     manifest = Path(record["manifest"])
     rundir.write_text(manifest, json.dumps({**read_manifest(manifest), **record, "step": step}, indent=1) + "\n")
-    for d, path in zip(dirs, pending):
-        os.replace(path, rundir.checkpoint(d))
+
+
+def commit(pending, run_dir):
+    os.replace(pending, rundir.checkpoint(run_dir))
 
 
 def read_manifest(path):
@@ -172,6 +181,6 @@ def settle(run_dir):
         pending.unlink()
         return
     if read_manifest(saved["stack"]["manifest"]).get("step") == saved["step"]:
-        os.replace(pending, rundir.checkpoint(run_dir))
+        commit(pending, run_dir)
     else:
         pending.unlink()
