@@ -1,6 +1,6 @@
 """Benchmark vae-train against a bare loop and the usual Dataset + DataLoader pipeline, in one process run.
 
-  python scripts/bench.py [--quick] [--device cpu|cuda] [--only streaming] [--streaming-images N]
+  python scripts/bench.py [--quick] [--device cpu|cuda] [--only streaming|stacked] [--streaming-images N]
 
 Prints one JSON object per measurement as it is taken, then a table. Throughputs are medians over several timed
 windows after warm-up, measured in interleaved rounds so that machine noise hits every contender alike; `paired_*`
@@ -14,7 +14,9 @@ own overhead. The kernel and data-path choices vae_lab makes are timed against t
 (`optimizer_step`), settings read as plain values (`config_read`), sprites scattered into the canvas
 (`sprites_batch`) and the data indexed in memory (`ratio_vs_dataloader`). `streaming` times a cache bigger than
 the memory budget gathered from its memory map (dataset.resident=false) against the same cache held resident, from
-the page cache and from the disk (its docstring says what each figure means).
+the page cache and from the disk (its docstring says what each figure means). `stacked/<model>/M=<m>` trains M
+models as one stack (hydra/launcher=stacked) against the same M one after another and M processes side by side
+(joblib), in images per second per model.
 
 Every time is taken by scripts/plain_loop.py's `timed`, which synchronises CUDA before and after. Start-up and the
 sprites grid's memory are measured in fresh processes (scripts/probes.py). scripts/parity.py trains both loops to
@@ -50,13 +52,14 @@ from vae_lab.data.sprites import IMAGE, PATCH
 from vae_lab.measure.iwae import iwae_nll
 from vae_lab.rundir import Status
 from vae_lab.runtime.build import build, build_model
-from vae_lab.train import batches, setup, train, train_step
+from vae_lab.train import batches, setup, train, train_stacked, train_step
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 PROBES = str(Path(__file__).with_name("probes.py"))
 CONV = ["experiment=keras_tutorial", "dataset=fashion_mnist"]
 LOCATELLO = ["experiment=locatello"]  # disentanglement_lib's conv networks on sprites, batch 64
 SAME_KERNELS = ["optimizer.fused=null"]  # torch.optim.Adam's defaults, the bare loop's
+STACK_SIZES = (1, 4, 16)  # models in a stack (hydra/launcher=stacked)
 
 
 def repeated(fn, n):
@@ -70,9 +73,7 @@ def repeated(fn, n):
 def vae_train_window(cfg_overrides, steps, device):
     """images/s of vae-train's own loop over `steps` steps after `steps` warm-up steps: the warm-up run stops at
     a checkpoint (trainer.stop_at_step), and train() resumed from it returns the images/s of the timed steps."""
-    overrides = [*cfg_overrides, f"trainer.max_steps={2 * steps}", f"trainer.log_every={steps}",
-                 "trainer.eval_every=1000000", "trainer.checkpoint_every=1000000", "eval.max_images=100",
-                 f"device={device}", "trainer.epochs=1000"]
+    overrides = window_overrides(cfg_overrides, steps, device)
     with tempfile.TemporaryDirectory() as run_dir:
         for extra, status, at in (([f"trainer.stop_at_step={steps}"], Status.STOPPED, steps),
                                   ([f"resume={run_dir}"], Status.COMPLETED, 2 * steps)):
@@ -178,6 +179,78 @@ def throughput(overrides, bare_model, bare_batches, loader_batches, rounds, step
         fig |= {"dataloader_images_per_s": med["loader"], "ratio_vs_dataloader": med["ours"] / med["loader"],
                 **paired("ratio_vs_dataloader", "ours", "loader")}
     return fig
+
+
+def window_overrides(cfg_overrides, steps, device):
+    """A run of 2 x `steps` steps that neither validates nor saves in between: the timed part of a window."""
+    return [*cfg_overrides, f"trainer.max_steps={2 * steps}", f"trainer.log_every={steps}",
+            "trainer.eval_every=1000000", "trainer.checkpoint_every=1000000", "eval.max_images=100",
+            f"device={device}", "trainer.epochs=1000"]
+
+
+def stacked_window(cfg_overrides, m, steps, device):
+    """images/s per model of `m` models (seeds 0..m-1) trained as one stack (vae_lab.train.train_stacked), over
+    `steps` steps after `steps` warm-up steps, as vae_train_window times one; a stack of one is a lone run."""
+    overrides = window_overrides(cfg_overrides, steps, device)
+    with tempfile.TemporaryDirectory() as root:
+        dirs = [Path(root) / f"m{i}" for i in range(m)]
+        record = {"id": "bench", "manifest": str(Path(root) / "stack.json"), "members": []}
+        for extra, status in (([f"trainer.stop_at_step={steps}"], Status.STOPPED), (["resume"], Status.COMPLETED)):
+            cfgs = [config([*overrides, f"seed={i}", *(extra if extra != ["resume"] else [f"resume={d}"])])
+                    for i, d in enumerate(dirs)]
+            summaries = train_stacked(cfgs, dirs, record)
+            if {s["status"] for s in summaries} != {status}:
+                raise RuntimeError(f"stacked {' '.join(cfg_overrides)} M={m}: {[s['status'] for s in summaries]}")
+    return summaries[0]["images_per_s"]
+
+
+def _process_window(cfg_overrides, seed, steps, device, threads):
+    torch.set_num_threads(threads)
+    return vae_train_window([*cfg_overrides, f"seed={seed}"], steps, device)
+
+
+def processes_window(cfg_overrides, m, steps, device):
+    """images/s per model of `m` runs as joblib's processes side by side (hydra/launcher=joblib's default n_jobs:
+    one per core, each with cores / jobs torch threads), each timed as vae_train_window times it."""
+    from joblib import Parallel, delayed
+
+    from vae_lab.runtime.threads import cores
+
+    jobs = min(m, cores())
+    rates = Parallel(n_jobs=jobs)(delayed(_process_window)(cfg_overrides, i, steps, device, max(cores() // jobs, 1))
+                                  for i in range(m))
+    return statistics.mean(rates) * jobs / m  # `jobs` at a time, each at its rate: the images each model gets
+
+
+def stacked(cfg_overrides, sizes, rounds, steps, device):
+    """{M: figures} for a stack of M models against the same M trained one after another (a lone run's images/s
+    shared among M models) and against M processes side by side, in images per second per model, paired by round."""
+    out = {}
+    for _ in range(rounds):
+        lone = vae_train_window(cfg_overrides, steps, device)
+        for m in sizes:
+            # few steps for large stacks (a locatello step of 16 models takes seconds on a CPU)
+            n = max(2, steps // m) if m > 1 else steps
+            rows = out.setdefault(m, {"stacked": [], "sequential": [], "processes": []})
+            rows["stacked"].append(stacked_window(cfg_overrides, m, n, device))
+            rows["sequential"].append(lone / m)
+            rows["processes"].append(processes_window(cfg_overrides, m, n, device) if m > 1 else lone)
+    figures = {}
+    for m, rows in out.items():
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        figures[m] = {"stacked_images_per_s_per_model": med["stacked"],
+                      "sequential_images_per_s_per_model": med["sequential"],
+                      "processes_images_per_s_per_model": med["processes"],
+                      "ratio_vs_sequential": statistics.median(a / b for a, b in zip(rows["stacked"], rows["sequential"])),
+                      "ratio_vs_processes": statistics.median(a / b for a, b in zip(rows["stacked"], rows["processes"])),
+                      "windows": rounds, "steps": max(2, steps // m) if m > 1 else steps}
+    return figures
+
+
+def stacked_rows(quick, device):
+    for name, overrides, steps in (("sprites_default", [], 40), ("locatello", LOCATELLO, 8)):
+        for m, figures in stacked(overrides, STACK_SIZES, 1 if quick else 2, steps, device).items():
+            yield f"stacked/{name}/M={m}", figures
 
 
 def microseconds(ways, rounds, device, reps=200, warm=10):
@@ -434,6 +507,9 @@ def measurements(quick, dev, only=None, streaming_images=500_000):
     if only == "streaming":
         yield "streaming", streaming(streaming_images, 3 if quick else slow_rounds, 10 if quick else 20, dev)
         return
+    if only == "stacked":
+        yield from stacked_rows(quick, dev)
+        return
 
     cfg = config(MLP)
     data = build("dataset", cfg.dataset, device=dev)
@@ -457,6 +533,8 @@ def measurements(quick, dev, only=None, streaming_images=500_000):
     fig_locatello = throughput(LOCATELLO, PlainLocatelloVAE, sprite_batches(sprites, 64, False), None, slow_rounds, 20,
                                dev, same_kernels=not quick)
     yield "throughput/locatello_conv", fig_locatello
+
+    yield from stacked_rows(quick, dev)
 
     yield "variants/mlp_fashion_mnist", variants(MLP, slow_rounds, 100, dev)
     peak = matmul_peak(dev)
@@ -482,7 +560,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer, shorter windows (3 to 5 minutes on 2 CPU cores)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--only", choices=["streaming"], help="only this measurement (and the machine's description)")
+    ap.add_argument("--only", choices=["streaming", "stacked"], help="only this measurement (and the machine's description)")
     ap.add_argument("--streaming-images", type=int, default=500_000,
                     help="images (a multiple of 1,000) in streaming's synthetic cache: 500,000 take 6.1 GB on /tmp "
                          "twice (the npz and its cache)")

@@ -47,3 +47,12 @@ def test_the_locatello_conv_row_runs():
     figures = bench.throughput([*bench.LOCATELLO, *small, "trainer.batch_size=8"], bench.PlainLocatelloVAE,
                                bench.sprite_batches(sprites, 8, flatten=False), None, 1, 2, "cpu", same_kernels=True)
     assert figures["paired_ratio_vs_bare"] > 0 and figures["paired_same_kernels_ratio_vs_bare"] > 0
+
+
+def test_the_stacked_rows_run():
+    """stacked/<model>/M=<m>: a stack against one after another and against processes side by side."""
+    figures = bench.stacked(SMALL, (1, 2), 1, 2, "cpu")
+    assert set(figures) == {1, 2}
+    for row in figures.values():
+        assert min(row[k] for k in ("stacked_images_per_s_per_model", "sequential_images_per_s_per_model",
+                                    "processes_images_per_s_per_model", "ratio_vs_sequential", "ratio_vs_processes")) > 0

@@ -336,6 +336,8 @@ def train_stacked(cfgs, run_dirs, record):
         raise ConfigError(f"resume: the stack's runs are at different steps ({sorted(steps)}); resume each with "
                           f"vae-train resume=<dir>, or the sweep without hydra/launcher=stacked")
     record = {**record, "members": [str(d) for d in run_dirs]}
+    log.info("stack %s: %d models trained together, each into its run directory: %s", record["id"], len(members),
+             ", ".join(record["members"]))
     for m in members:
         m.stack = record
     return run(members, Stack(members, record))

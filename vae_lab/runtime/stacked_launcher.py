@@ -88,7 +88,7 @@ class StackedLauncher(Launcher):
     def inner_config(self):
         """The sweep's config with hydra/launcher=`fan_out` (and `options`), the same sweep directory."""
         kept = [o for o in self.config.hydra.overrides.hydra
-                if not o.startswith(("hydra/launcher=", "hydra.launcher.", "hydra.sweep.dir="))]
+                if not o.lstrip("+~").startswith(("hydra/launcher=", "hydra.launcher.", "hydra.sweep.dir="))]
         extra = [f"hydra/launcher={self.fan_out}", f"hydra.sweep.dir='{self.sweep_dir}'",
                  *(f"++hydra.launcher.{k}={v}" for k, v in self.options.items())]
         try:
