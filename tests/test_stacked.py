@@ -65,7 +65,13 @@ def assert_member_is_lone(lone, member):
         assert a["step"] == b["step"] and abs(a["elbo"] - b["elbo"]) < ELBO_NATS
 
 
-@pytest.mark.parametrize("penalty", options("penalty"))
+def quick(values, fast):
+    """`values` as parameters, those not in `fast` marked slow: the fast tier keeps a few."""
+    return [v if v in fast else pytest.param(*(v if isinstance(v, tuple) else (v,)), marks=pytest.mark.slow)
+            for v in values]
+
+
+@pytest.mark.parametrize("penalty", quick(options("penalty"), ("kl", "factor_vae")))
 def test_each_member_of_a_stack_is_its_lone_run_for_every_penalty(tmp_path, penalty):
     """Two members differing in seed (initialisation, data order, noise, the penalty's draws) and β; FactorVAE's
     discriminator and its Adam are each member's own."""
@@ -76,7 +82,7 @@ def test_each_member_of_a_stack_is_its_lone_run_for_every_penalty(tmp_path, pena
         assert b["stack"] == {"id": "test/stack-0", "members": [str(tmp_path / f"member{i}") for i in range(2)]}
 
 
-@pytest.mark.parametrize("kl", [o for o in options("kl") if o != "constant"])
+@pytest.mark.parametrize("kl", quick([o for o in options("kl") if o != "constant"], ("linear",)))
 def test_each_member_keeps_its_own_kl_schedule(tmp_path, kl):
     """Members with different schedules in one stack (the kl group is the member's own: the loop computes each
     member's weight), and a likelihood's fixed scale per member (a stacked buffer)."""
@@ -173,7 +179,7 @@ def test_a_stack_stopped_then_resumed_ends_as_a_straight_run(tmp_path):
 COMMIT = [("save_atomic", 1), ("save_atomic", 2), ("write_manifest", 1), ("commit", 1), ("commit", 2)]
 
 
-@pytest.mark.parametrize("call,nth", COMMIT)
+@pytest.mark.parametrize("call,nth", quick(COMMIT, (("write_manifest", 1), ("commit", 2))))
 def test_a_kill_at_any_moment_of_a_stacks_checkpoint_leaves_it_resumable(tmp_path, monkeypatch, call, nth):
     """A kill (here: an exception where the kill would land) just before the `nth` `call` of the second save of
     last.pt (step 6 of 6; the first, at step 3, completed). Each member then resumes from one consistent step and
