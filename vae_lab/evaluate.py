@@ -98,11 +98,18 @@ def representations(opts):
 
 def _quoted(arg):
     """`key=value` with the value quoted when it holds a `=`, as a sweep job's directory does
-    (run=outputs/sweeps/<date>/kl.beta=4/seed=0): Hydra's override grammar takes `=` only inside quotes."""
+    (run=outputs/sweeps/<date>/kl.beta=4/seed=0): Hydra's override grammar takes `=` only inside quotes. In a list
+    (runs=[<dir>,<dir>]) each item is quoted so."""
     key, _, value = arg.partition("=")
     if "=" not in value or value[:1] in "'\"":
         return arg
-    return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if value.startswith("[") and value.endswith("]"):
+        return f"{key}=[" + ",".join(_quote(v) if "=" in v else v for v in value[1:-1].split(",")) + "]"
+    return f"{key}={_quote(value)}"
+
+
+def _quote(value):
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def metric_names(opts):
@@ -188,7 +195,9 @@ def evaluate_udr(opts):
         raise ConfigError(f"UDR compares a run with others of the same setting: got {len(run_dirs)} run(s); give "
                           "runs=[<dir>,<dir>,...] or a sweep= of several seeds")
     loaded = [load_run(opts, d) for d in run_dirs]
-    datasets = {repr(OmegaConf.to_container(cfg.dataset, resolve=True)) for _, cfg, _, _, _ in loaded}
+    # the same data up to the dataset's own seed (a static binarisation's draw, a noise of the run like its init)
+    datasets = {repr({k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k != "seed"})
+                for _, cfg, _, _, _ in loaded}
     if len(datasets) > 1:
         raise ConfigError(f"UDR needs runs trained on the same data: {', '.join(map(str, run_dirs))} have "
                           f"{len(datasets)} different dataset configs")
