@@ -29,7 +29,7 @@ from pathlib import Path
 
 from vae_lab import rundir
 from vae_lab.compare.table import Row, find_runs
-from vae_lab.results import DISENTANGLEMENT, MEASURE, MEASUREMENT, names, upgrade
+from vae_lab.results import DISENTANGLEMENT, MEASURE, MEASUREMENT, upgrade
 from vae_lab.runtime.logbook import read_scalars
 
 PENALTY_NAMES = {"kl": "beta-VAE", "tcvae": "beta-TCVAE"}  # the penalty option's name in the figures
@@ -100,13 +100,13 @@ def spread(values):
 
 def figures(keys, runs):
     """(key, title) pairs `beta` draws: BETA_FIGURES, the `keys` given, or with ["all"] BETA_FIGURES and then every
-    measurement of vae_lab.results that some run's eval.json has."""
+    numeric measurement of vae_lab.results that some run's eval.json has."""
     if not keys:
         return BETA_FIGURES
     titles = dict(BETA_FIGURES)
     if keys == ["all"]:
-        keys = [*titles, *(k for k in (*names(MEASURE, MEASUREMENT), *names(DISENTANGLEMENT, MEASUREMENT))
-                           if k not in titles and any(f"eval/{k}" in r.values for r in runs))]
+        keys = [*titles, *(k.name for k in (*MEASURE, *DISENTANGLEMENT) if k.role == MEASUREMENT and k.fmt != "s"
+                           and k.name not in (*titles, "elbo") and any(f"eval/{k.name}" in r.values for r in runs))]
     return tuple((k, titles.get(k, k)) for k in dict.fromkeys(keys))
 
 

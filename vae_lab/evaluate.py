@@ -203,14 +203,16 @@ def evaluate_udr(opts):
                           f"{len(datasets)} different dataset configs")
     data = loaded[0][2]
     seed = 0 if opts.seed is None else opts.seed  # disentanglement_lib's evaluation.random_seed
+    start = time.perf_counter()
     out = udr_results([model for *_, model, _ in loaded], data, metric_sizes(opts), seed, opts.batch_size)
+    seconds = round(time.perf_counter() - start, 2)
     scores = {}
     for i, run_dir in enumerate(run_dirs):
         result = rundir.read_json(run_dir / rundir.EVAL) or {"run": str(run_dir)}
         detail = {"runs": [str(d) for d in run_dirs], "checkpoint": opts.checkpoint,
                   "pairwise": {str(d): out["pairwise"][j][i] for j, d in enumerate(run_dirs) if j != i},
                   "informative_dims": out["informative_dims"][i],
-                  **{k: out[k] for k in ("n", "protocol", "seed", "sklearn_version")}}
+                  **{k: out[k] for k in ("n", "protocol", "seed", "sklearn_version")}, "seconds": seconds}
         result.update(udr=out["scores"][i], udr_detail=detail)
         rundir.write_json(run_dir / rundir.EVAL, result)
         scores[str(run_dir)] = out["scores"][i]

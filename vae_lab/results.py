@@ -88,7 +88,7 @@ prior                 bookkeeping s   -                  the prior's class
 kl_estimate           bookkeeping s   -                  analytic, or the single-sample Monte-Carlo estimate
 disentanglement       detail      s   -                  each metric's whole result, its protocol, seconds and scikit-learn version
 metrics_note          detail      s   -                  the metrics asked for that were left out, and why (no factors; UDR on one run)
-udr_detail            detail      s   -                  UDR's set of runs, the pairwise scores, sizes and seed (vae-eval runs=[...] or sweep=)
+udr_detail            detail      s   -                  UDR's set of runs, the pairwise scores, sizes, seed and seconds (vae-eval runs=[...] or sweep=)
 representation        bookkeeping s   -                  mean | sampled | both: the codes the disentanglement metrics scored
 disentanglement_sampled detail    s   -                  as disentanglement, on one z ~ q(z|x) per image (representation sampled or both)
 figures               bookkeeping s   -                  the PNG files written, relative to the run directory
