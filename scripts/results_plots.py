@@ -12,7 +12,9 @@ until the KL follows C to within about a nat).
 beta: for runs evaluated by vae-eval (eval.json), each setting (the penalty option and kl.beta) with its seeds: every
 disentanglement metric, the KL, its total correlation and the reconstruction against beta (beta.png), MIG against
 reconstruction (mig_vs_recon.png, Chen et al. 2018's comparison of beta-VAE and beta-TCVAE), and the Markdown table
-of mean [min, max] over seeds that docs/results.md shows.
+of mean [min, max] over seeds that docs/results.md shows. `--keys` draws and tabulates other eval.json
+measurements instead (any key of vae_lab.results, e.g. --keys dci_explicitness infom udr; `--keys all`: the
+figures above and then every disentanglement headline some run has).
 
 training: validation figures against the step (metrics.jsonl: MIG, total correlation, KL, reconstruction, active
 units), one colour per setting and one line per seed: when, in training, a setting's figures move apart.
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from vae_lab import rundir
 from vae_lab.compare.table import Row, find_runs
-from vae_lab.results import upgrade
+from vae_lab.results import DISENTANGLEMENT, MEASURE, MEASUREMENT, upgrade
 from vae_lab.runtime.logbook import read_scalars
 
 PENALTY_NAMES = {"kl": "beta-VAE", "tcvae": "beta-TCVAE"}  # the penalty option's name in the figures
@@ -96,21 +98,36 @@ def spread(values):
     return f"{mean:.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
 
 
-def beta(paths, out):
+def figures(keys, runs):
+    """(key, title) pairs `beta` draws: BETA_FIGURES, the `keys` given, or with ["all"] BETA_FIGURES and then every
+    numeric measurement of vae_lab.results that some run's eval.json has."""
+    if not keys:
+        return BETA_FIGURES
+    titles = dict(BETA_FIGURES)
+    if keys == ["all"]:
+        keys = [*titles, *(k.name for k in (*MEASURE, *DISENTANGLEMENT) if k.role == MEASUREMENT and k.fmt != "s"
+                           and k.name not in (*titles, "elbo") and any(f"eval/{k.name}" in r.values for r in runs))]
+    return tuple((k, titles.get(k, k)) for k in dict.fromkeys(keys))
+
+
+def beta(paths, out, keys=None):
     runs = [Row(p) for p in find_runs(paths)]
     evaluated = [r for r in runs if "eval/elbo" in r.values]
     if not evaluated:
         raise SystemExit("beta: no run here has an eval.json (run vae-eval run=<dir> on each)")
+    drawn = figures(keys, evaluated)
     groups = {}
     for r in sorted(evaluated, key=order):
         groups.setdefault(setting(r), []).append(r)
     plt = pyplot()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ncol = 6
-    nrow = math.ceil(len(BETA_FIGURES) / ncol)
+    ncol = min(6, len(drawn))
+    nrow = math.ceil(len(drawn) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.1 * ncol, 3 * nrow), squeeze=False)
-    for ax, (key, title) in zip(axes.flat, BETA_FIGURES):
+    for ax in axes.flat[len(drawn):]:
+        ax.axis("off")
+    for ax, (key, title) in zip(axes.flat, drawn):
         for penalty in dict.fromkeys(p for _, p, _ in groups):
             at = [(b, [r.values.get(f"eval/{key}", math.nan) for r in members])
                   for (_, p, b), members in groups.items() if p == penalty]
@@ -139,11 +156,11 @@ def beta(paths, out):
     fig.savefig(out / "mig_vs_recon.png", dpi=110)
     plt.close(fig)
 
-    header = ["setting", "seeds", "ELBO", *(k for k, _ in BETA_FIGURES)]
+    header = ["setting", "seeds", "ELBO", *(k for k, _ in drawn)]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for (name, _, _), members in groups.items():
         cells = [spread([r.values[f"eval/{k}"] for r in members]) if all(f"eval/{k}" in r.values for r in members)
-                 else "n/a" for k in ("elbo", *(k for k, _ in BETA_FIGURES))]  # n/a: a metric vae-eval skipped
+                 else "n/a" for k in ("elbo", *(k for k, _ in drawn))]  # n/a: a metric vae-eval skipped
         print(f"| {name} | {len(members)} | " + " | ".join(cells) + " |")
     print("\nKL per dimension, largest first (nats, eval.json kl_per_dim_sorted):")
     for (name, _, _), members in groups.items():
@@ -219,6 +236,8 @@ def main():
     bet = sub.add_parser("beta", help="the beta story's figures against beta, and its table")
     bet.add_argument("paths", nargs="+", help="sweep or run directories")
     bet.add_argument("--out", required=True, help="a directory for beta.png and mig_vs_recon.png")
+    bet.add_argument("--keys", nargs="+", metavar="KEY", help="eval.json measurements to draw and tabulate instead "
+                     "of the default figures (all: those and every disentanglement headline present)")
     bnd = sub.add_parser("bound", help="the IWAE bound against k")
     bnd.add_argument("files", nargs="+", help="eval.json files of vae-eval runs with different iwae.k")
     bnd.add_argument("--out", required=True)
@@ -231,7 +250,7 @@ def main():
     elif args.figure == "capacity":
         capacity(args.runs, args.out, args.skip_steps)
     elif args.figure == "beta":
-        beta(args.paths, args.out)
+        beta(args.paths, args.out, args.keys)
     else:
         bound(args.files, args.out)
 

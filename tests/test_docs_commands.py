@@ -94,6 +94,7 @@ def test_vae_train_command_composes(where, command):
 def test_vae_eval_command_composes(where, command):
     args = [re.sub(r"\$\w+", "1", a) for a in shlex.split(command)[1:]]  # a shell loop's $k
     args = [a if not a.startswith("run=") else "run=some/run" for a in args]
+    args = [re.sub(r"<[^>]+>", "some/path", a) for a in args]  # runs=[<dir>,...], sweep=<sweep>
     evaluate.options(args)
 
 

@@ -16,7 +16,7 @@ from vae_lab.runtime.config import CONFIG_DIR
 
 # every key of eval.json that applies to a sprites run (factors, IWAE on, factorised prior); mig_dlib and sap are the
 # two metrics of TINY_EVAL
-OPTIONAL = {"decomposition_note", "mig_dlib_per_factor", "disentanglement_sampled"}
+OPTIONAL = {"decomposition_note", "mig_dlib_per_factor", "disentanglement_sampled", "metrics_note", "udr_detail"}
 KEYS = {*results.MEASURED, *(k.name for k in results.EVALUATION)} - OPTIONAL | {"sap"}
 
 
@@ -146,7 +146,10 @@ def test_bad_checkpoint_exits_with_one_line_and_writes_nothing(breaker, message,
     (["run=RUN", "iwae=3"], "iwae=3: iwae holds keys"),
     (["run=NOWHERE"], "not a vae_lab run directory"),
     (["run=RUN", "metrics=[mig,dci]"], "metrics='mig': must be one of mig_dlib"),
-    (["run=RUN", "metrics=dci"], "metrics=dci: must be a list"),
+    (["run=RUN", "metrics=dci"], "metrics=dci: must be all or a list"),
+    (["run=RUN", "sweep=RUN"], "run and sweep: give one of run, runs and sweep"),
+    (["runs=[RUN]"], "UDR compares a run with others of the same setting: got 1 run(s)"),
+    (["runs=RUN"], "must be a list of run directories"),
     (["run=RUN", "metric_sizes=huge"], "metric_sizes='huge': must be one of"),
     (["run=RUN", "representation=median"], "representation='median': must be one of"),
     (["run=RUN", "metric_sizes={dci:{n_trees:5}}"], "metric_sizes.dci='n_trees': must be one of"),
@@ -170,15 +173,17 @@ def test_a_sweep_jobs_directory_with_equals_signs(run_dir, tmp_path, capsys):
 
 
 def test_every_disentanglement_metric_on_small_samples(run_dir, tmp_path, capsys):
-    """All six metrics through vae-eval, with the sizes given as a mapping over the full protocol."""
-    from vae_lab.measure.disentanglement import METRICS
-
+    """The six metrics of the β story through vae-eval, with the sizes given as a mapping over the full protocol
+    (tests/test_metrics_new.py runs metrics=all)."""
+    six = ["mig_dlib", "mig_chen", "factor_vae", "dci", "sap", "beta_vae"]
     run = _copy_run(run_dir, tmp_path)
     sizes = ("{mig_dlib:{n:500},mig_chen:{n_images:300,n_samples:200},factor_vae:{n_var:300,n_train:40,n_eval:20},"
-             "dci:{n_train:200,n_test:100,n_estimators:5},sap:{n_train:200,n_test:100},beta_vae:{n_train:40,n_eval:20}}")
-    evaluate.main([f"run={run}", "iwae.k=0", "max_images=48", "pictures=false", f"metric_sizes={sizes}"])
+             "dci:{n_train:200,n_test:100,n_estimators:5,max_features:16},sap:{n_train:200,n_test:100},"
+             "beta_vae:{n_train:40,n_eval:20}}")
+    evaluate.main([f"run={run}", "iwae.k=0", "max_images=48", "pictures=false", f"metrics=[{','.join(six)}]",
+                   f"metric_sizes={sizes}"])
     result = json.loads((run / "eval.json").read_text())
-    assert set(result["disentanglement"]["protocol"]) == set(METRICS)
+    assert set(result["disentanglement"]["protocol"]) == set(six) and "metrics_note" not in result
     assert result["disentanglement"]["protocol"]["dci"]["n_train"] == 200  # the mapping reached the metric
     for key in ("mig_dlib", "mig_chen", "factor_vae", "dci_disentanglement", "dci_completeness", "sap", "beta_vae"):
         assert 0.0 <= result[key] <= 1.0, key

@@ -1,10 +1,10 @@
 """vae_lab.results, the one schema of every result's keys: a table that holds together."""
 from vae_lab import results
-from vae_lab.results import BOOKKEEPING, DETAIL, EVALUATION, MEASURE, MEASUREMENT, TRAINING
+from vae_lab.results import BOOKKEEPING, DETAIL, DISENTANGLEMENT, EVALUATION, MEASURE, MEASUREMENT, TRAINING
 
 
 def test_every_key_has_a_role_a_format_and_a_known_note():
-    for table in (MEASURE, TRAINING, EVALUATION):
+    for table in (MEASURE, TRAINING, EVALUATION, DISENTANGLEMENT):
         names = [k.name for k in table]
         assert len(names) == len(set(names))
         for key in table:

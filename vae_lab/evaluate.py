@@ -1,8 +1,10 @@
 """vae-eval: a trained run's test-split measurements and pictures, written into its own directory.
 
-    vae-eval run=<run dir> [checkpoint=last|best] [iwae.k=1000] [max_images=null] [pictures=true] ...
+    vae-eval run=<run dir> [checkpoint=last|best] [iwae.k=1000] [max_images=null] [pictures=true] [metrics=all] ...
+    vae-eval runs=[<run dir>,<run dir>,...] | sweep=<sweep dir>    # UDR over runs of one setting, other seeds
 
-Writes <run>/eval.json, TensorBoard scalars and images under test/, and PNGs <run>/figures/test_*.png.
+Writes <run>/eval.json, TensorBoard scalars and images under test/, and PNGs <run>/figures/test_*.png; with `runs`
+or `sweep`, only each run's UDR (Duan et al. 2020), added to its eval.json as `udr` and `udr_detail`.
 """
 import logging
 import math
@@ -14,7 +16,7 @@ from omegaconf import OmegaConf
 
 from vae_lab import nested, rundir
 from vae_lab.checks import DEVICES, ConfigError, choice, first_line, number, positive_int, resolve_device
-from vae_lab.measure.disentanglement import METRICS, PRESETS, headline_keys, headline_results
+from vae_lab.measure.disentanglement import ALL, METRICS, PRESETS, headline_keys, headline_results, udr_results, usable
 from vae_lab.measure.elbo import measure
 from vae_lab.measure.pictures import log_pictures
 from vae_lab.results import MEASURE, MEASURED, MEASUREMENT, REPRESENTATIONS
@@ -25,6 +27,7 @@ from vae_lab.runtime.logbook import Logbook
 
 PROG = "vae-eval"
 BOTH = "both"  # representation=both: the metrics on every one of REPRESENTATIONS
+UDR_KEYS = ("udr", "udr_detail")  # eval.json's keys that vae-eval runs=[...] writes; vae-eval run=... keeps them
 
 
 def options(argv):
@@ -44,9 +47,15 @@ def options(argv):
     except HydraException as e:  # a bad override or an unknown key: Hydra's message, first line
         keys = nested.flatten(OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "evaluate.yaml")))
         raise ConfigError(f"{first_line(e)} (keys: {', '.join(keys)})") from None
-    if OmegaConf.is_missing(opts, "run"):
-        raise ConfigError("run: required; give the run directory, e.g. vae-eval run=outputs/runs/<date>/<time>")
     check_schema(EvalConfig, opts, "see configs/evaluate.yaml")
+    if not OmegaConf.is_list(opts.runs):
+        raise ConfigError(f"runs={opts.runs}: must be a list of run directories, e.g. runs=[<dir>,<dir>,<dir>]")
+    given = [key for key, value in (("run", opts.run), ("runs", list(opts.runs)), ("sweep", opts.sweep)) if value]
+    if not given:
+        raise ConfigError("run: required; give the run directory, e.g. vae-eval run=outputs/runs/<date>/<time> "
+                          "(or runs=[<dir>,...] / sweep=<dir> for UDR over several seeds)")
+    if len(given) > 1:
+        raise ConfigError(f"{' and '.join(given)}: give one of run, runs and sweep")
     choice("checkpoint", opts.checkpoint, (rundir.LAST, rundir.BEST))
     choice("device", opts.device, DEVICES)
     if opts.max_images is not None:
@@ -62,10 +71,12 @@ def options(argv):
     if opts.decomposition_images is not None:
         positive_int("decomposition_images", opts.decomposition_images)
     choice("pictures", opts.pictures, (True, False))
-    if not OmegaConf.is_list(opts.metrics):
-        raise ConfigError(f"metrics={opts.metrics}: must be a list, e.g. metrics=[mig_dlib,dci] (or [] for none)")
-    for name in opts.metrics:
-        choice("metrics", name, tuple(METRICS))
+    if opts.metrics != ALL:
+        if not OmegaConf.is_list(opts.metrics):
+            raise ConfigError(f"metrics={opts.metrics}: must be all or a list, e.g. metrics=[mig_dlib,dci] (or [] "
+                              "for none)")
+        for name in opts.metrics:
+            choice("metrics", name, tuple(METRICS))
     sizes = opts.metric_sizes
     if OmegaConf.is_dict(sizes):  # {metric: {size: value}} over the full protocol, e.g. metric_sizes={dci:{n_train:500}}
         for name, given in sizes.items():
@@ -87,16 +98,28 @@ def representations(opts):
 
 def _quoted(arg):
     """`key=value` with the value quoted when it holds a `=`, as a sweep job's directory does
-    (run=outputs/sweeps/<date>/kl.beta=4/seed=0): Hydra's override grammar takes `=` only inside quotes."""
+    (run=outputs/sweeps/<date>/kl.beta=4/seed=0): Hydra's override grammar takes `=` only inside quotes. In a list
+    (runs=[<dir>,<dir>]) each item is quoted so."""
     key, _, value = arg.partition("=")
     if "=" not in value or value[:1] in "'\"":
         return arg
-    return f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if value.startswith("[") and value.endswith("]"):
+        return f"{key}=[" + ",".join(_quote(v) if "=" in v else v for v in value[1:-1].split(",")) + "]"
+    return f"{key}={_quote(value)}"
 
 
-def load_run(opts):
+def _quote(value):
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def metric_names(opts):
+    """The metrics asked for, in METRICS' order for metrics=all."""
+    return list(METRICS) if opts.metrics == ALL else list(opts.metrics)
+
+
+def load_run(opts, run_dir=None):
     """The run's config, data, and model with the checkpoint's weights; raises ConfigError before writing anything."""
-    run_dir = Path(opts.run)
+    run_dir = Path(opts.run if run_dir is None else run_dir)
     cfg = rundir.config(run_dir, key="run")
     ckpt_path = rundir.checkpoint(run_dir, opts.checkpoint)
     state = checkpoint.load(ckpt_path)
@@ -123,10 +146,14 @@ def evaluate(opts):
     result = measure(model, data, "test", opts.max_images, opts.batch_size, seed=seed,
                      iwae_k=opts.iwae.k, iwae_images=opts.iwae.images, iwae_chunk=opts.iwae.chunk,
                      decomposition_images=opts.decomposition_images, mig=False, progress=True)
-    if data.factor_names and opts.metrics:
-        sizes = opts.metric_sizes
-        sizes = OmegaConf.to_container(sizes) if OmegaConf.is_dict(sizes) else sizes
-        result.update(headline_results(model, data, list(opts.metrics), sizes, seed, representations(opts)))
+    names, note = usable(metric_names(opts), data)
+    if note:
+        result["metrics_note"] = note
+        logging.getLogger(PROG).info(note)
+    if names:
+        result.update(headline_results(model, data, names, metric_sizes(opts), seed, representations(opts)))
+    previous = rundir.read_json(run_dir / rundir.EVAL) or {}
+    result.update({k: previous[k] for k in UDR_KEYS if k in previous})  # of the set of runs, not of this pass
     evaluate_s = time.perf_counter() - start
     logbook = Logbook(run_dir)
     logbook.result("test", result, step)
@@ -145,6 +172,53 @@ def evaluate(opts):
     return result
 
 
+def metric_sizes(opts):
+    sizes = opts.metric_sizes
+    return OmegaConf.to_container(sizes) if OmegaConf.is_dict(sizes) else sizes
+
+
+def udr_runs(opts):
+    """The run directories UDR scores together: `runs` as given, or every run under `sweep`."""
+    if opts.sweep:
+        from vae_lab.compare.table import find_runs  # the one way to find a sweep's runs; torch-free
+
+        return find_runs([opts.sweep])
+    return [Path(r) for r in opts.runs]
+
+
+def evaluate_udr(opts):
+    """UDR (Duan et al. 2020) of runs trained on the same data, each against the others: `udr` and `udr_detail`
+    written into each run's eval.json (the rest of it kept, or an eval.json holding only them). Returns
+    {run: its UDR}."""
+    run_dirs = udr_runs(opts)
+    if len(run_dirs) < 2:
+        raise ConfigError(f"UDR compares a run with others of the same setting: got {len(run_dirs)} run(s); give "
+                          "runs=[<dir>,<dir>,...] or a sweep= of several seeds")
+    loaded = [load_run(opts, d) for d in run_dirs]
+    # the same data up to the dataset's own seed (a static binarisation's draw, a noise of the run like its init)
+    datasets = {repr({k: v for k, v in OmegaConf.to_container(cfg.dataset, resolve=True).items() if k != "seed"})
+                for _, cfg, _, _, _ in loaded}
+    if len(datasets) > 1:
+        raise ConfigError(f"UDR needs runs trained on the same data: {', '.join(map(str, run_dirs))} have "
+                          f"{len(datasets)} different dataset configs")
+    data = loaded[0][2]
+    seed = 0 if opts.seed is None else opts.seed  # disentanglement_lib's evaluation.random_seed
+    start = time.perf_counter()
+    out = udr_results([model for *_, model, _ in loaded], data, metric_sizes(opts), seed, opts.batch_size)
+    seconds = round(time.perf_counter() - start, 2)
+    scores = {}
+    for i, run_dir in enumerate(run_dirs):
+        result = rundir.read_json(run_dir / rundir.EVAL) or {"run": str(run_dir)}
+        detail = {"runs": [str(d) for d in run_dirs], "checkpoint": opts.checkpoint,
+                  "pairwise": {str(d): out["pairwise"][j][i] for j, d in enumerate(run_dirs) if j != i},
+                  "informative_dims": out["informative_dims"][i],
+                  **{k: out[k] for k in ("n", "protocol", "seed", "sklearn_version")}, "seconds": seconds}
+        result.update(udr=out["scores"][i], udr_detail=detail)
+        rundir.write_json(run_dir / rundir.EVAL, result)
+        scores[str(run_dir)] = out["scores"][i]
+    return scores
+
+
 def table(r):
     """The short report printed at the end: every figure of vae_lab.results.MEASURE that was measured, in its order,
     then the disentanglement metrics' headlines."""
@@ -160,6 +234,7 @@ def table(r):
         rows.append((LABELS[key.name](r) if key.name in LABELS else key.name, text))
     rows[-1:-1] = [("kl per dim, sorted", "  ".join(f"z{j} {v:.2f}" for j, v in r["kl_per_dim_sorted"][:10])),
                    *((k, f"{r[k]:.3f}") for k in headline_keys(METRICS, REPRESENTATIONS) if k in r and k not in MEASURED)]
+    rows += [("metrics left out", r["metrics_note"])] if r.get("metrics_note") else []
     width = max(len(k) for k, _ in rows)
     head = (f"{r['run']}: {r['checkpoint']} (step {r['step']}), {r['images']} test images, nats per image, "
             f"{r['wall_s']:.1f} s")
@@ -192,10 +267,19 @@ def main(argv=None):
 
     try:
         with logging_redirect_tqdm():  # a warning on its own line, not inside a progress bar
-            result = evaluate(options(argv))
+            opts = options(argv)
+            if opts.run:
+                result = evaluate(opts)
+            else:
+                scores = evaluate_udr(opts)
     except ConfigError as e:
         raise SystemExit(f"{PROG}: error: {e}") from None
-    print(table(result))
+    if opts.run:
+        print(table(result))
+    else:
+        width = max(map(len, scores))
+        print("\n".join(f"  {run:<{width}}  udr {score:.3f}" for run, score in scores.items()))
+        print(f"wrote udr into {len(scores)} eval.json files")
 
 
 if __name__ == "__main__":

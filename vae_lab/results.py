@@ -10,7 +10,8 @@ Torch-free: vae-compare reads hundreds of runs with it. Every key has a role:
 
 Keys stay top-level in the JSON files, with these names, because scripts read them by name. Each disentanglement
 metric adds its headline measurements to eval.json as `metric_key(metric, part)` (the parts are in its record,
-vae_lab.measure.disentanglement) and its whole result under `disentanglement`; on sampled codes the same keys end in
+vae_lab.measure.disentanglement; each key is declared in DISENTANGLEMENT, a test keeps the two equal) and its whole
+result under `disentanglement`; on sampled codes the same keys end in
 `_sampled` (`disentanglement_sampled`).
 """
 from typing import NamedTuple
@@ -78,7 +79,7 @@ run_dir               bookkeeping s   -                  the run directory
 stack                 bookkeeping s   -                  the stack it was trained in (hydra/launcher=stacked): its id and members
 """)
 
-# eval.json beyond measure()'s keys and the disentanglement metrics' headlines
+# eval.json beyond measure()'s keys and the disentanglement metrics' headlines (DISENTANGLEMENT)
 EVALUATION = table("""
 run                   bookkeeping s   -                  the run directory evaluated
 checkpoint            bookkeeping s   -                  last.pt or best.pt
@@ -87,19 +88,43 @@ split                 bookkeeping s   -                  test
 prior                 bookkeeping s   -                  the prior's class
 kl_estimate           bookkeeping s   -                  analytic, or the single-sample Monte-Carlo estimate
 disentanglement       detail      s   -                  each metric's whole result, its protocol, seconds and scikit-learn version
+metrics_note          detail      s   -                  the metrics asked for that were left out, and why (no factors; UDR on one run)
+udr_detail            detail      s   -                  UDR's set of runs, the pairwise scores, sizes, seed and seconds (vae-eval runs=[...] or sweep=)
 representation        bookkeeping s   -                  mean | sampled | both: the codes the disentanglement metrics scored
 disentanglement_sampled detail    s   -                  as disentanglement, on one z ~ q(z|x) per image (representation sampled or both)
 figures               bookkeeping s   -                  the PNG files written, relative to the run directory
 evaluate_s            bookkeeping .1f -                  seconds spent measuring
 wall_s                bookkeeping .1f -                  seconds from start to end
 """)
+# eval.json's disentanglement headlines (each metric's record in vae_lab/measure/disentanglement/ names its parts;
+# mig_dlib is in MEASURE, training measures it too). On sampled codes the same keys end in _sampled (metric_key).
+DISENTANGLEMENT = table("""
+mig_chen              measurement .3f -                  MIG as Chen et al. 2018 compute it (one z per image, entropies of the posterior mixture)
+factor_vae            measurement .3f -                  the FactorVAE score (Kim & Mnih 2018), disentanglement_lib's
+dci_disentanglement   measurement .3f -                  DCI's D (Eastwood & Williams 2018), boosted trees as disentanglement_lib
+dci_completeness      measurement .3f -                  DCI's C (Eastwood & Williams 2018)
+dci_informativeness_test measurement .3f -               DCI's I: the trees' test accuracy, mean over factors
+dci_explicitness      measurement .3f -                  DCI-ES's E (Eastwood et al. 2023): 1 - area under the loss-capacity curve of random-feature probes
+dci_size              measurement .3f -                  DCI-ES's S (Eastwood et al. 2023): factors / code dimensions
+sap                   measurement .3f -                  the SAP score (Kumar et al. 2018), disentanglement_lib's
+beta_vae              measurement .3f -                  the beta-VAE score (Higgins et al. 2017), disentanglement_lib's
+infom                 measurement .3f -                  InfoM, InfoMEC's modularity (Hsu et al. 2023): NMI of each dimension with its best factor
+infoe                 measurement .3f -                  InfoE, InfoMEC's explicitness (Hsu et al. 2023): logistic regression's predictive information
+infoc                 measurement .3f -                  InfoC, InfoMEC's compactness (Hsu et al. 2023): NMI of each factor with its best dimension
+gaussian_total_correlation measurement .3f -             total correlation of a Gaussian of the code's covariance, nats (disentanglement_lib's unsupervised)
+gaussian_wasserstein_correlation measurement .3f -       squared W2 between that Gaussian and its marginals' product (disentanglement_lib's unsupervised)
+gaussian_wasserstein_correlation_norm measurement .3f -  gaussian_wasserstein_correlation / the covariance's trace
+mutual_info_score     measurement .3f -                  mean MI of two binned code dimensions, nats (disentanglement_lib's unsupervised)
+udr                   measurement .3f -                  UDR (Duan et al. 2020): how alike this run's code is to other seeds', median over them
+""")
+
 # What vae-train prints at the end, and the measurements a sweeper can optimise (`objective`)
 HEADLINE = ("elbo", "recon_nll", "kl", "bits_per_dim", "active_units")
 
 # Keys written under another name by runs made before the rename: read as the new name
 RENAMED = {"mig": "mig_dlib", "mig_per_factor": "mig_dlib_per_factor"}
 
-KEYS = {k.name: k for k in (*MEASURE, *TRAINING, *EVALUATION)}
+KEYS = {k.name: k for k in (*MEASURE, *TRAINING, *EVALUATION, *DISENTANGLEMENT)}
 MEASURED = tuple(k.name for k in MEASURE)
 
 

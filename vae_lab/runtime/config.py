@@ -108,7 +108,9 @@ class Iwae:
 class EvalConfig:
     """configs/evaluate.yaml: vae-eval's options."""
 
-    run: str = required()
+    run: Optional[str] = required()  # one of run, runs, sweep (checked by vae-eval's options)
+    runs: Any = required()  # a list of run directories: UDR over them
+    sweep: Optional[str] = required()  # a sweep directory: UDR over its runs
     checkpoint: str = required()
     max_images: Optional[int] = required()
     batch_size: int = required()
@@ -117,7 +119,7 @@ class EvalConfig:
     iwae: Iwae = field(default_factory=Iwae)
     decomposition_images: Optional[int] = required()
     pictures: bool = required()
-    metrics: Any = required()  # a list of names, checked against the metrics' records
+    metrics: Any = required()  # all, or a list of names, checked against the metrics' records
     metric_sizes: Any = required()  # quick | full | {metric: {size: value}}
     representation: str = required()  # mean | sampled | both
 

@@ -18,8 +18,11 @@ class Metric(NamedTuple):
     `full` holds the published protocol's sizes (compute's defaults) and `quick` vae-eval's smaller samples of the
     same statistics; figures on the two do not compare (smaller samples bias MI upwards, accuracies are noisier),
     so a result records the sizes it ran with. `headline` names the parts of the result vae-eval prints and writes
-    top-level in eval.json. `needs_log_var`: compute takes `encode` (images -> (mean, log_var)) rather than
-    `represent` (images -> posterior means).
+    top-level in eval.json: `metric_key(name, part)`, or the part alone where `prefixed` is False (the unsupervised
+    scores, InfoMEC: keys as their papers name them). `needs_log_var`: compute takes `encode` (images -> (mean,
+    log_var)) rather than `represent` (images -> posterior means). `needs_factors`: it scores a code against
+    ground-truth factors (False: any images will do, the test split's where there are no factors). `needs_runs`: it
+    scores a set of runs trained on the same data (UDR), not one, so vae-eval runs it only with `runs=`/`sweep=`.
     """
 
     name: str
@@ -28,15 +31,27 @@ class Metric(NamedTuple):
     quick: dict
     headline: tuple
     needs_log_var: bool = False
+    needs_factors: bool = True
+    needs_runs: bool = False
+    prefixed: bool = True
 
     def headlines(self, representation="mean"):
         """{eval.json key: the part of the result it holds}, a metric with one headline keyed by its own name, on
         `representation` of the code (vae_lab.results.REPRESENTATIONS). A metric that needs the log-variances samples
         its own codes from q(z|x) whatever the representation: its keys have no suffix."""
         representation = "mean" if self.needs_log_var else representation
-        if len(self.headline) == 1:
+        if len(self.headline) == 1 and self.prefixed:
             return {metric_key(self.name, None, representation): self.headline[0]}
-        return {metric_key(self.name, part, representation): part for part in self.headline}
+        return {metric_key(self.name if self.prefixed else part, part if self.prefixed else None, representation): part
+                for part in self.headline}
+
+    def unusable(self, data, runs=1):
+        """Why this metric cannot score `data` with `runs` runs (a short phrase), or None where it can."""
+        if self.needs_factors and not data.factor_sizes:
+            return f"{type(data).__name__} has no ground-truth factors"
+        if self.needs_runs and runs < 2:
+            return "needs a set of runs trained on the same data: vae-eval runs=[<dir>,<dir>,...] or sweep=<dir>"
+        return None
 
 
 def as_numpy(x):
@@ -88,6 +103,25 @@ def sample_codes(represent, data, n, g, image_g, batch_size, bar=None):
     """n i.i.d. points: factors uniform over the grid, their images' codes. Returns (codes (n, D), factors (n, K))."""
     factors = data.sample_factors(n, g)
     return encode_factors(represent, data, factors, image_g, batch_size, bar), factors.cpu().numpy()
+
+
+@torch.no_grad()
+def data_codes(represent, data, n, seed, batch_size, progress, desc):
+    """Codes (n, D) float64 of n images, for the metrics that need no factors: with ground-truth factors, images
+    drawn uniformly over the factor grid (disentanglement_lib's `sample_observations`); without, the test split's
+    images, a random n of them (seeded) or all where it has fewer."""
+    g, image_g = generators(data, seed)
+    if data.factor_sizes:
+        with progress_bar(n, f"{desc}: encode", "img", enabled=progress, unit_scale=True) as bar:
+            return sample_codes(represent, data, n, g, image_g, batch_size, bar)[0]
+    size = data.size("test")
+    index = torch.randperm(size, generator=g)[:n].sort().values if n < size else torch.arange(size)
+    out = []
+    with progress_bar(len(index), f"{desc}: encode", "img", enabled=progress, unit_scale=True) as bar:
+        for chunk in index.split(batch_size):
+            out.append(as_numpy(represent(data.batch("test", chunk.to(data.device), image_g))))
+            bar.update(len(chunk))
+    return np.concatenate(out)
 
 
 def train_test_codes(represent, data, n_train, n_test, seed, batch_size, progress, desc):
