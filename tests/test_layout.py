@@ -17,7 +17,7 @@ LAYERS = {
              "vae_lab.results", "vae_lab.rundir"),
     "components": ("vae_lab.data", "vae_lab.decoders", "vae_lab.encoders", "vae_lab.kl_schedules",
                    "vae_lab.likelihoods", "vae_lab.model", "vae_lab.networks", "vae_lab.penalties", "vae_lab.priors",
-                   "vae_lab.schedulers"),
+                   "vae_lab.schedulers", "vae_lab.stacking"),
     "measure": ("vae_lab.measure",),
     "runtime": ("vae_lab.runtime",),
     "cli": ("vae_lab.train", "vae_lab.train_command", "vae_lab.evaluate", "vae_lab.compare"),

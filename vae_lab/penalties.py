@@ -12,6 +12,7 @@ from torch import nn
 
 from vae_lab.checks import ConfigError, choice, number
 from vae_lab.priors import normal_log_prob, standard_normal_log_prob
+from vae_lab.stacking import Stacked
 
 ESTIMATORS = ("mss", "mws")  # of the aggregate posterior q(z) from one batch: minibatch-stratified or -weighted
 
@@ -45,6 +46,25 @@ class Penalty(nn.Module):
     def update(self, terms, step, generator=None):
         """Called after each optimiser step of the VAE; penalties without parameters of their own do nothing."""
         return {}
+
+    @classmethod
+    def stack_updates(cls, penalties):
+        """What a stack of models (hydra/launcher=stacked) calls after each of its steps for the members' penalties
+        (`penalties`, one per member): by default each member's own update(), one after another."""
+        return EachUpdate(penalties)
+
+
+class EachUpdate:
+    """Each member's update() in turn: `(each member's terms, step, each member's generator)` -> their figures."""
+
+    def __init__(self, penalties):
+        self.penalties = penalties
+
+    def __call__(self, terms, step, generators):
+        return [p.update(t, step, g) for p, t, g in zip(self.penalties, terms, generators)]
+
+    def sync(self):
+        """Nothing to copy: the members' own modules hold their state."""
 
 
 class KL(Penalty):
@@ -232,15 +252,24 @@ class FactorVAE(Penalty):
 
     def update(self, terms, step, generator=None):
         z = terms.z.detach().float()
-        permuted = permute_dims(z, generator)
-        logits = self.discriminator(torch.cat([z, permuted]))
-        target = torch.cat([z.new_zeros(len(z), dtype=torch.long), z.new_ones(len(z), dtype=torch.long)])
-        loss = nn.functional.cross_entropy(logits, target)  # ½ mean over each half: the halves are the same size
+        loss, accuracy = self.discriminator_loss(z, permute_dims(z, generator))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        accuracy = (logits.detach().argmax(1) == target).float().mean()
         return {"discriminator_loss": loss.detach(), "discriminator_accuracy": accuracy}
+
+    def discriminator_loss(self, z, permuted, params=None):
+        """(cross-entropy of D on codes z (class 0) and permuted codes (class 1), its accuracy); `params` replace D's
+        own (a stack's, vmapped)."""
+        both = torch.cat([z, permuted])
+        logits = self.discriminator(both) if params is None else torch.func.functional_call(self.discriminator, params, (both,))
+        target = torch.cat([z.new_zeros(len(z), dtype=torch.long), z.new_ones(len(z), dtype=torch.long)])
+        loss = nn.functional.cross_entropy(logits, target)  # ½ mean over each half: the halves are the same size
+        return loss, (logits.detach().argmax(1) == target).float().mean()
+
+    @classmethod
+    def stack_updates(cls, penalties):
+        return StackedDiscriminators(penalties)
 
     def get_extra_state(self):
         return {"optimizer": self.optimizer.state_dict()}
@@ -248,6 +277,49 @@ class FactorVAE(Penalty):
     def set_extra_state(self, state):
         self.optimizer.load_state_dict(state["optimizer"])
 
+
+class StackedDiscriminators:
+    """The discriminators of a stack's FactorVAE penalties stepped as one: their parameters stacked
+    (vae_lab.stacking), the cross-entropy vmapped over the members, one Adam (the members' lr and betas: a stack's
+    members share them) over the stacked tensors, i.e. one Adam per member. The permutations are drawn from each
+    member's own stream outside the vmapped function, as its lone run draws them. Each member's discriminator holds
+    views of the stacked parameters, so its forward (the VAE's TC estimate) reads them as they are trained; `sync`
+    copies the stacked Adam's state into each member's own, for its checkpoint in the lone format."""
+
+    def __init__(self, penalties):
+        self.penalties, lead = penalties, penalties[0]
+        size, width = len(penalties), lead.discriminator[0].in_features
+
+        def probe(params, buffers):
+            z = torch.zeros(size, 2, width, device=next(iter(params.values())).device)
+            return torch.func.vmap(lambda p, z: lead.discriminator_loss(z, z, p)[0])(params, z).sum()
+
+        self.stacked = Stacked([p.discriminator for p in penalties], probe)
+        group = lead.optimizer.param_groups[0]
+        self.optimizer = torch.optim.Adam(self.stacked.stored.values(), lr=group["lr"], betas=group["betas"])
+        self.optimizer.load_state_dict(self.stacked.optimizer_state([p.optimizer.state_dict() for p in penalties]))
+        params = self.stacked.params()
+        with torch.no_grad():
+            for i, p in enumerate(penalties):  # each member's D reads the stacked values
+                for name, param in p.discriminator.named_parameters():
+                    param.data = params[name][i]
+
+    def __call__(self, terms, step, generators):
+        z = torch.stack([t.z.detach().float() for t in terms])
+        order = torch.stack([torch.rand(t.z.shape, generator=g, device=z.device) for t, g in zip(terms, generators)])
+        permuted = z.gather(1, order.argsort(1))  # permute_dims, member by member
+        lead = self.penalties[0]
+        loss, accuracy = torch.func.vmap(lambda p, z, q: lead.discriminator_loss(z, q, p))(
+            self.stacked.params(), z, permuted)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()  # each member's gradient is its own loss's
+        self.optimizer.step()
+        return [{"discriminator_loss": loss[i].detach(), "discriminator_accuracy": accuracy[i]}
+                for i in range(len(terms))]
+
+    def sync(self):
+        for p, state in zip(self.penalties, self.stacked.module_states(self.optimizer.state_dict())):
+            p.optimizer.load_state_dict(state)
 
 def permute_dims(z, generator=None):
     """z (B, D) with each column permuted across the batch independently: a sample of the product of the marginals

@@ -56,7 +56,9 @@ class State:
         """Call after guard.problem(): every recorded step has then reached the means."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "penalty": self.penalty.state_dict(), "step": self.step,
+                "penalty": {k: v.clone(memory_format=torch.contiguous_format) if isinstance(v, torch.Tensor) else v
+                            for k, v in self.penalty.state_dict().items()},  # a stack's D: views of its stacked tensors
+                "step": self.step,
                 "best_elbo": self.best_elbo, "rng": checkpoint.rng_state(self.generators),
                 "record": {**self.means.state_dict(), "skipped": self.guard.skipped}}
 
@@ -252,8 +254,9 @@ def stacked_step(stack, xs):
     for i, (m, t, (loss, parts), w) in enumerate(zip(members, each, objectives, weights)):
         m.state.guard.record(step, loss, t, parts, w, grads[:, i])
     stack.optimizer.step()
-    for m, t in zip(members, each):
-        m.state.guard.record_later(m.state.penalty.update(t, step, m.state.generators["penalty"]))
+    figures = stack.penalty_updates(each, step, [m.state.generators["penalty"] for m in members])
+    for m, f in zip(members, figures):
+        m.state.guard.record_later(f)
     stack.scheduler.step()
     for m in members:
         m.state.step += 1

@@ -15,12 +15,13 @@ import os
 from pathlib import Path
 
 import torch
-from torch.func import functional_call, stack_module_state
+from torch.func import functional_call
 
 from vae_lab import nested, rundir
 from vae_lab.checks import ConfigError
 from vae_lab.runtime.build import build_optimizer, build_scheduler
 from vae_lab.runtime.checkpoint import load, save_atomic
+from vae_lab.stacking import Stacked, per_entry
 
 # The config keys in which jobs of one stack may differ, each a prefix: everything else (a shape, a class, an option
 # that changes the step's code, the optimiser and its learning rate: one parameter group cannot split a stacked
@@ -69,64 +70,37 @@ def swept(configs, members):
 
 
 class Stack:
-    """The stacked parameters, buffers and optimiser of `members` (Trainings of one architecture, at one step)."""
+    """The stacked parameters, buffers and optimiser of `members` (Trainings of one architecture, at one step), and
+    what steps their penalties' own parameters (Penalty.stack_updates)."""
 
     def __init__(self, members, record):
         self.members, self.record, self.size = members, record, len(members)
-        models = [m.state.model for m in members]
-        params, self.buffers = stack_module_state(models)
-        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture; functional_call gives it each member's tensors
         lead = members[0]
-        self.orders = self.gradient_orders({k: p.detach() for k, p in params.items()}, lead)
-        # what the optimiser steps: each stacked parameter, its dimensions in the order its gradient is laid out in
-        self.stored = {k: p.detach().permute(self.orders[k]).contiguous().requires_grad_() for k, p in params.items()}
-        self.names = list(self.stored)  # in the models' parameter order, as the members' optimisers index them
+        models = [m.state.model for m in members]
+        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture; functional_call gives it each member's tensors
+
+        def probe(params, buffers):  # the ELBO on two zero images, zero noise
+            x = torch.zeros(self.size, 2, *lead.data.shape, device=lead.data.device)
+            terms = torch.func.vmap(self.forward)(params, buffers, x, x.new_zeros(self.size, 2, lead.latent_dim))
+            return terms.recon_ll.sum() - terms.kl.sum()
+
+        self.stacked = Stacked(models, probe)
+        self.stored, self.buffers = self.stacked.stored, self.stacked.buffers
         self.optimizer = build_optimizer(lead.cfg, self.stored.values())
         self.scheduler = build_scheduler(lead.cfg, self.optimizer, lead.steps_per_epoch)
-        self.optimizer.load_state_dict(self.stacked_state([m.state.optimizer.state_dict() for m in members]))
+        self.optimizer.load_state_dict(self.stacked.optimizer_state([m.state.optimizer.state_dict() for m in members]))
         self.scheduler.load_state_dict(lead.state.scheduler.state_dict())
+        self.penalty_updates = type(lead.state.penalty).stack_updates([m.state.penalty for m in members])
         self.frozen = torch.zeros(self.size, dtype=torch.bool, device=next(iter(self.stored.values())).device)
         self.any_frozen = False  # known on the host: no masking kernels while every member trains
 
     @property
     def params(self):
-        """{name: (M, ...) stacked parameter}, views of what the optimiser steps, in the models' own shapes."""
-        return {k: p.permute(_inverse(self.orders[k])) for k, p in self.stored.items()}
-
-    def gradient_orders(self, params, lead):
-        """{name: the order of its dimensions in its gradient's memory}. A batched product's weight gradient comes out
-        transposed; autograd would copy it into its parameter's layout at every step, and a fused optimiser would
-        copy a parameter laid out otherwise (on a CPU, a strided copy of every weight: half a stacked step's time).
-        The optimiser therefore steps each parameter permuted into its gradient's order, contiguous, and the forward
-        sees it permuted back (`params`). One backward of the ELBO on a batch of zeros at build time (no random
-        draw) shows each gradient's strides."""
-        probe = {k: p.clone().requires_grad_() for k, p in params.items()}
-        strides = {}
-        for k, p in probe.items():
-            p.register_hook(lambda g, k=k: strides.update({k: g.stride()}))
-        x = torch.zeros(self.size, 2, *lead.data.shape, device=lead.data.device)
-        noise = torch.zeros(self.size, 2, lead.latent_dim, device=x.device)
-        terms = torch.func.vmap(self.forward)(probe, self.buffers, x, noise)
-        (terms.recon_ll.sum() - terms.kl.sum()).backward()
-        orders = {}
-        for k, p in params.items():
-            order = tuple(sorted(range(p.dim()), key=lambda d: -strides.get(k, p.stride())[d]))
-            orders[k] = order if order and order[0] == 0 else tuple(range(p.dim()))  # members stay the first dimension
-        return orders
+        return self.stacked.params()
 
     def forward(self, params, buffers, x, noise):
         """One member's ELBO terms (vmapped over the stack by the loop)."""
         return functional_call(self.base, (params, buffers), (x,), {"noise": noise})
-
-    def stacked_state(self, states):
-        """One optimiser state dict over the stacked tensors from the members' (the same step count in each)."""
-        out = {"state": {}, "param_groups": states[0]["param_groups"]}
-        for i in states[0]["state"]:
-            per = [s["state"][i] for s in states]
-            order = self.orders[self.names[i]]
-            out["state"][i] = {k: torch.stack([p[k] for p in per]).permute(order).contiguous() if _per_entry(v) else v
-                               for k, v in per[0].items()}
-        return out
 
     def grad_figures(self):
         """(parameters, M): each member's gradient sum per parameter, non-finite where an entry is (the guard's row)."""
@@ -146,32 +120,17 @@ class Stack:
         self.frozen[i], self.any_frozen = True, True
         for state in self.optimizer.state.values():
             for v in state.values():
-                if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == self.size:
+                if per_entry(v, self.size):
                     v[i] = 0
 
     @torch.no_grad()
     def sync(self):
         """Copy the stack's parameters, optimiser and scheduler state into each member's own modules."""
-        stacked, params = self.optimizer.state_dict(), self.params
-        unstacked = {j: {k: v.permute(_inverse(self.orders[self.names[j]])) if _per_entry(v, self.size) else v
-                         for k, v in s.items()} for j, s in stacked["state"].items()}
-        for i, m in enumerate(self.members):
-            for name, p in m.state.model.named_parameters():
-                p.copy_(params[name][i])
-            m.state.optimizer.load_state_dict({
-                "param_groups": stacked["param_groups"],
-                "state": {j: {k: v[i].clone(memory_format=torch.contiguous_format) if _per_entry(v, self.size)
-                              else v.clone() for k, v in s.items()} for j, s in unstacked.items()}})
+        self.stacked.copy_into([m.state.model for m in self.members])
+        for m, state in zip(self.members, self.stacked.module_states(self.optimizer.state_dict())):
+            m.state.optimizer.load_state_dict(state)
             m.state.scheduler.load_state_dict(self.scheduler.state_dict())
-
-
-def _inverse(order):
-    return tuple(sorted(range(len(order)), key=order.__getitem__))
-
-
-def _per_entry(v, size=None):
-    """A per-entry optimiser state (a moment), as opposed to a scalar one (the step count)."""
-    return isinstance(v, torch.Tensor) and v.dim() > 0 and (size is None or v.shape[0] == size)
+        self.penalty_updates.sync()
 
 
 def save_members(states, dirs, name, record, step):
