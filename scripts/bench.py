@@ -230,7 +230,7 @@ def stacked(cfg_overrides, sizes, rounds, steps, device):
         lone = vae_train_window(cfg_overrides, steps, device)
         for m in sizes:
             # few steps for large stacks (a locatello step of 16 models takes seconds on a CPU)
-            n = max(2, steps // m) if m > 1 else steps
+            n = max(4, steps // m) if m > 1 else steps
             rows = out.setdefault(m, {"stacked": [], "sequential": [], "processes": []})
             rows["stacked"].append(stacked_window(cfg_overrides, m, n, device))
             rows["sequential"].append(lone / m)
@@ -243,7 +243,7 @@ def stacked(cfg_overrides, sizes, rounds, steps, device):
                       "processes_images_per_s_per_model": med["processes"],
                       "ratio_vs_sequential": statistics.median(a / b for a, b in zip(rows["stacked"], rows["sequential"])),
                       "ratio_vs_processes": statistics.median(a / b for a, b in zip(rows["stacked"], rows["processes"])),
-                      "windows": rounds, "steps": max(2, steps // m) if m > 1 else steps}
+                      "windows": rounds, "steps": max(4, steps // m) if m > 1 else steps}
     return figures
 
 
