@@ -11,14 +11,28 @@ version moves the figures: docs/metrics.md.
 """
 import time
 
-from vae_lab.measure.disentanglement import beta_vae, dci, factor_vae, mig_chen, mig_dlib, sap
+from vae_lab.measure.disentanglement import (
+    beta_vae,
+    dci,
+    downstream_gbt,
+    downstream_logreg,
+    explicitness_ridgeway,
+    factor_vae,
+    irs,
+    mig_chen,
+    mig_dlib,
+    modularity_ridgeway,
+    sap,
+)
 from vae_lab.measure.disentanglement.base import Metric, check_factors, sampled
 from vae_lab.model import eval_mode
 from vae_lab.results import REPRESENTATIONS, metric_key
 
 __all__ = ["METRICS", "PRESETS", "Metric", "disentanglement", "headline_results", "headline_keys"]
 
-METRICS = {m.METRIC.name: m.METRIC for m in (mig_dlib, mig_chen, factor_vae, dci, sap, beta_vae)}
+METRICS = {m.METRIC.name: m.METRIC for m in (mig_dlib, mig_chen, factor_vae, dci, sap, beta_vae,  # the first six
+                                             modularity_ridgeway, explicitness_ridgeway, irs, downstream_logreg,
+                                             downstream_gbt)}
 PRESETS = ("quick", "full")  # the Metric fields `sizes` may name
 
 
