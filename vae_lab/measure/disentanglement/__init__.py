@@ -18,11 +18,13 @@ from vae_lab.measure.disentanglement import (
     downstream_logreg,
     explicitness_ridgeway,
     factor_vae,
+    fairness,
     irs,
     mig_chen,
     mig_dlib,
     modularity_ridgeway,
     sap,
+    unified,
 )
 from vae_lab.measure.disentanglement.base import Metric, check_factors, sampled
 from vae_lab.model import eval_mode
@@ -32,7 +34,7 @@ __all__ = ["METRICS", "PRESETS", "Metric", "disentanglement", "headline_results"
 
 METRICS = {m.METRIC.name: m.METRIC for m in (mig_dlib, mig_chen, factor_vae, dci, sap, beta_vae,  # the first six
                                              modularity_ridgeway, explicitness_ridgeway, irs, downstream_logreg,
-                                             downstream_gbt)}
+                                             downstream_gbt, fairness, unified)}
 PRESETS = ("quick", "full")  # the Metric fields `sizes` may name
 
 
