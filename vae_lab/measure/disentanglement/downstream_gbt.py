@@ -3,7 +3,9 @@ boosted trees predict each factor from the code, trained on 10, 100, 1,000 and 1
 from functools import partial
 
 from vae_lab.measure.disentanglement.base import Metric
-from vae_lab.measure.disentanglement.downstream_logreg import HEADLINE_SIZES, downstream
+from vae_lab.measure.disentanglement.downstream_logreg import downstream
+
+HEADLINE_SIZES = (10, 100, 1_000)  # training sizes of the headlines, in the quick sizes and the full ones
 
 
 def boosted_trees(n_estimators=100, seed=0):
@@ -20,7 +22,7 @@ def downstream_gbt(represent, data, n_train=10_000, n_test=5_000, n_estimators=1
     downstream_task_boosted_trees.gin). Returns downstream_logreg.downstream()'s result. Trees split one dimension
     at a time: invariant to a monotone map of each dimension, not to a rotation."""
     return downstream("downstream_gbt", partial(boosted_trees, n_estimators, seed), represent, data, n_train, n_test,
-                      seed, batch_size, progress)
+                      seed, batch_size, progress, HEADLINE_SIZES)
 
 
 METRIC = Metric(

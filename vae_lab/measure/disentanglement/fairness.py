@@ -91,6 +91,6 @@ METRIC = Metric(
     "fairness", fairness,
     # disentanglement_lib fairness_study_v1/metric_configs/fairness.gin; 100 trees, sklearn's default
     full={"n_train": 10_000, "n_per_class": 100, "n_estimators": 100},
-    quick={"n_train": 1_000, "n_per_class": 50, "n_estimators": 10},
+    quick={"n_train": 1_000, "n_per_class": 20, "n_estimators": 10},
     headline=("mean", "max"),
 )

@@ -89,6 +89,6 @@ METRIC = Metric(
     "unified", unified,
     # no study config sets its sizes: those of dci.gin and sap_score.gin, whose matrices it computes
     full={"n_train": 10_000, "n_test": 5_000, "n_estimators": 100},
-    quick={"n_train": 2_000, "n_test": 1_000, "n_estimators": 20},
+    quick={"n_train": 1_000, "n_test": 1_000, "n_estimators": 10},
     headline=tuple(f"{m}_{a}" for m in MATRICES for a in AGGREGATIONS if a != "max_precision"),
 )
