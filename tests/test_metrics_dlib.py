@@ -12,14 +12,16 @@ from test_disentanglement import SIZES, FactorImages, code, grid, identity, nois
 from vae_lab.measure import disentanglement as dis
 from vae_lab.measure.disentanglement.downstream_gbt import downstream_gbt
 from vae_lab.measure.disentanglement.downstream_logreg import downstream_logreg, train_sizes
+from vae_lab.measure.disentanglement.downstream_reduced import downstream_reduced
+from vae_lab.measure.disentanglement.downstream_strong import downstream_strong, intervene
 from vae_lab.measure.disentanglement.explicitness_ridgeway import explicitness_ridgeway
 from vae_lab.measure.disentanglement.fairness import aggregates, fairness, inter_group_fairness
 from vae_lab.measure.disentanglement.irs import irs, irs_codes
 from vae_lab.measure.disentanglement.modularity_ridgeway import modularity_codes, modularity_per_code
 from vae_lab.measure.disentanglement.unified import aggregate, precision_curve, unified
 
-NEW = ("modularity_ridgeway", "explicitness_ridgeway", "irs", "downstream_logreg", "downstream_gbt", "fairness",
-       "unified")
+NEW = ("modularity_ridgeway", "explicitness_ridgeway", "irs", "downstream_logreg", "downstream_gbt",
+       "downstream_reduced", "downstream_strong", "fairness", "unified")
 SMALL = (2, 3, 4)  # few classes: the logistic regressions' cost grows with them
 
 
@@ -153,6 +155,39 @@ def test_downstream_boosted_trees_known_cases():
     assert downstream_gbt(code(noise), data, **GBT)["1000_test_accuracy"] == pytest.approx(chance, abs=0.05)
 
 
+REDUCED = {"n_train": 500, "n_test": 300, "n_estimators": 5}
+
+
+def test_downstream_reduced_known_cases():
+    """Each factor in its own dimension: removing the most important one leaves the factor at chance and the others
+    predicted without error; a rotation leaves a mixed factor's partner dimension, which still tells it apart."""
+    data = FactorImages()
+    base = downstream_reduced(code(identity), data, **REDUCED)
+    assert base["removed"] == {f"f{k}": [k] for k in range(5)} and base["others_test_accuracy"] == 1.0
+    chance = np.mean([1 / n for n in SIZES])
+    assert base["factor_test_accuracy"] == pytest.approx(chance, abs=0.05)
+    rot = downstream_reduced(code(rotated), data, **REDUCED)
+    assert rot["test_accuracy"]["f3"]["f3"] > base["test_accuracy"]["f3"]["f3"] + 0.05
+    assert rot["others_test_accuracy"] < 0.95
+
+
+def test_downstream_strong_interventions_and_known_cases():
+    """strong_downstream_task_test.py's check of intervene (another factor, held in training, never that value in
+    testing); each factor in its own dimension generalises to the shift without error, noise stays at chance."""
+    g = torch.Generator().manual_seed(0)
+    data = FactorImages()
+    train, test = data.sample_factors(200, g), data.sample_factors(200, g)
+    for target in range(5):
+        new_train, new_test, j, value = intervene(train, test, target, SIZES, g)
+        assert j != target and (new_train[:, j] == value).all() and (new_test[:, j] != value).all()
+        assert torch.equal(new_train[:, target], train[:, target])
+    strong = {"n_train": 500, "n_test": 300, "n_experiments": 2, "n_estimators": 5}
+    base = downstream_strong(code(identity), data, **strong)
+    assert base["test_accuracy"] == base["intervened_test_accuracy"] == 1.0 and base["generalization_gap"] == 0.0
+    chance = np.mean([1 / n for n in SIZES])
+    assert downstream_strong(code(noise), data, **strong)["intervened_test_accuracy"] == pytest.approx(chance, abs=0.05)
+
+
 # ---- fairness ----------------------------------------------------------------------------------------------------
 
 def test_fairness_worked_examples():
@@ -209,7 +244,9 @@ def test_unified_known_cases():
 # ---- the records -------------------------------------------------------------------------------------------------
 
 TINY = {"modularity_ridgeway": {"n": 300}, "explicitness_ridgeway": {"n_train": 200, "n_test": 100},
-        "irs": {"n": 300}, "downstream_gbt": {"n_train": 1000, "n_test": 50, "n_estimators": 2},
+        "irs": {"n": 300}, "downstream_reduced": {"n_train": 100, "n_test": 50, "n_remove": 1, "n_estimators": 2},
+        "downstream_strong": {"n_train": 100, "n_test": 50, "n_experiments": 1, "n_estimators": 2},
+        "downstream_gbt": {"n_train": 1000, "n_test": 50, "n_estimators": 2},
         "fairness": {"n_train": 200, "n_per_class": 10, "n_estimators": 2},
         "unified": {"n_train": 200, "n_test": 100, "n_estimators": 2}}
 
@@ -230,6 +267,6 @@ def test_new_records_run_through_headline_results():
     assert dis.headline_keys(NEW)[:6] == ["modularity_ridgeway", "explicitness_ridgeway", "irs",
                                           "downstream_logreg_10_test_accuracy", "downstream_logreg_100_test_accuracy",
                                           "downstream_gbt_10_test_accuracy"]
-    assert "fairness_mean" in keys and "unified_mi_mig" in keys and "downstream_gbt_1000_test_accuracy" in keys
+    assert "fairness_mean" in keys and "downstream_strong_generalization_gap" in keys and "unified_mi_mig" in keys and "downstream_gbt_1000_test_accuracy" in keys
     assert list(out) == [*keys, "disentanglement"] and all(isinstance(out[k], float) for k in keys)
     assert out["disentanglement"]["protocol"]["irs"] == {"n": 300}

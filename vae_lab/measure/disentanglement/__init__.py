@@ -16,6 +16,8 @@ from vae_lab.measure.disentanglement import (
     dci,
     downstream_gbt,
     downstream_logreg,
+    downstream_reduced,
+    downstream_strong,
     explicitness_ridgeway,
     factor_vae,
     fairness,
@@ -34,7 +36,8 @@ __all__ = ["METRICS", "PRESETS", "Metric", "disentanglement", "headline_results"
 
 METRICS = {m.METRIC.name: m.METRIC for m in (mig_dlib, mig_chen, factor_vae, dci, sap, beta_vae,  # the first six
                                              modularity_ridgeway, explicitness_ridgeway, irs, downstream_logreg,
-                                             downstream_gbt, fairness, unified)}
+                                             downstream_gbt, downstream_reduced, downstream_strong, fairness,
+                                             unified)}
 PRESETS = ("quick", "full")  # the Metric fields `sizes` may name
 
 
