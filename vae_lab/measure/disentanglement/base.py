@@ -127,3 +127,9 @@ def factor_accuracies(make_model, train_codes, train_factors, test_codes, test_f
         if bar is not None:
             bar.update(1)
     return train, test, unconverged
+
+
+def one_sample(represent, data, n, seed, batch_size, progress, desc):
+    """n i.i.d. points drawn with generators seeded with `seed`, with a progress bar: (codes (n, D), factors (n, K))."""
+    with progress_bar(n, f"{desc}: encode", "img", enabled=progress, unit_scale=True) as bar:
+        return sample_codes(represent, data, n, *generators(data, seed), batch_size, bar)

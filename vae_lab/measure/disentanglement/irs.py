@@ -1,9 +1,8 @@
 """The interventional robustness score (Suter et al. 2019) as disentanglement_lib computes it."""
 import numpy as np
 
-from vae_lab.measure.disentanglement.base import Metric, as_numpy, check_factors, generators, sample_codes
+from vae_lab.measure.disentanglement.base import Metric, as_numpy, check_factors, one_sample
 from vae_lab.measure.disentanglement.mig_dlib import BINS, discretise
-from vae_lab.progress import bar as progress_bar
 
 QUANTILE = 0.99  # disentanglement_lib irs.py's diff_quantile; 1.0 is the paper's maximum
 
@@ -42,8 +41,7 @@ def irs(represent, data, n=10_000, bins=BINS, seed=0, batch_size=2048, progress=
     """IRS as disentanglement_lib computes it (evaluation/metrics/irs.py) on n random points' codes. Returns
     irs_codes's result."""
     check_factors(data)
-    with progress_bar(n, "irs: encode", "img", enabled=progress, unit_scale=True) as bar:
-        codes, factors = sample_codes(represent, data, n, *generators(data, seed), batch_size, bar)
+    codes, factors = one_sample(represent, data, n, seed, batch_size, progress, "irs")
     return irs_codes(codes, factors, bins)
 
 

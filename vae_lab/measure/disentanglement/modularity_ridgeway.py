@@ -4,9 +4,8 @@ Named for its authors: "modularity" also names other scores (e.g. the modularity
 """
 import numpy as np
 
-from vae_lab.measure.disentanglement.base import Metric, check_factors, generators, sample_codes
+from vae_lab.measure.disentanglement.base import Metric, check_factors, one_sample
 from vae_lab.measure.disentanglement.mig_dlib import BINS, discrete_mi, discretise
-from vae_lab.progress import bar as progress_bar
 
 
 def mutual_info_matrix(codes, factors, bins=BINS):
@@ -42,8 +41,7 @@ def modularity_ridgeway(represent, data, n=10_000, bins=BINS, seed=0, batch_size
     the MI of n random points' codes, `bins` bins per dimension (its training sample: the test one serves only
     explicitness, here explicitness_ridgeway). Returns {"score", "per_code", "mutual_info" (D x K)}."""
     check_factors(data)
-    with progress_bar(n, "modularity_ridgeway: encode", "img", enabled=progress, unit_scale=True) as bar:
-        codes, factors = sample_codes(represent, data, n, *generators(data, seed), batch_size, bar)
+    codes, factors = one_sample(represent, data, n, seed, batch_size, progress, "modularity_ridgeway")
     return modularity_codes(codes, factors, bins)
 
 
