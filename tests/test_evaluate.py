@@ -191,6 +191,17 @@ def test_every_disentanglement_metric_on_small_samples(run_dir, tmp_path, capsys
     assert "dci_disentanglement" in capsys.readouterr().out
 
 
+def test_the_other_disentanglement_lib_metrics_by_name(run_dir, tmp_path):
+    """vae-eval takes the metrics after the first six by name, with their sizes as a mapping (test_metrics_dlib holds
+    their known answers)."""
+    run = _copy_run(run_dir, tmp_path)
+    evaluate.main([f"run={run}", "iwae.k=0", "max_images=48", "pictures=false", "metrics=[irs,modularity_ridgeway]",
+                   "metric_sizes={irs:{n:300},modularity_ridgeway:{n:300}}"])
+    result = json.loads((run / "eval.json").read_text())
+    assert result["disentanglement"]["protocol"] == {"irs": {"n": 300}, "modularity_ridgeway": {"n": 300}}
+    assert 0.0 <= result["irs"] <= 1.0 and 0.0 <= result["modularity_ridgeway"] <= 1.0
+
+
 def test_both_representations(run_dir, tmp_path, capsys):
     """representation=both: each metric's headline on the posterior means and, keyed _sampled, on one z ~ q(z|x)
     per image, with the whole results under disentanglement and disentanglement_sampled; the rest of eval.json as

@@ -115,6 +115,39 @@ gaussian_total_correlation measurement .3f -             total correlation of a 
 gaussian_wasserstein_correlation measurement .3f -       squared W2 between that Gaussian and its marginals' product (disentanglement_lib's unsupervised)
 gaussian_wasserstein_correlation_norm measurement .3f -  gaussian_wasserstein_correlation / the covariance's trace
 mutual_info_score     measurement .3f -                  mean MI of two binned code dimensions, nats (disentanglement_lib's unsupervised)
+modularity_ridgeway   measurement .3f -                  modularity (Ridgeway & Mozer 2018): each dimension's MI with its best factor against the rest
+explicitness_ridgeway measurement .3f -                  explicitness (Ridgeway & Mozer 2018): one-vs-rest logistic regression's test AUC
+irs                   measurement .3f -                  interventional robustness (Suter et al. 2019), disentanglement_lib's
+downstream_logreg_10_test_accuracy measurement .3f - downstream task: logistic regression's test accuracy from 10 training points, mean over factors
+downstream_logreg_100_test_accuracy measurement .3f - downstream task: logistic regression's test accuracy from 100 training points, mean over factors
+downstream_gbt_10_test_accuracy measurement .3f - downstream task: boosted trees' test accuracy from 10 training points, mean over factors
+downstream_gbt_100_test_accuracy measurement .3f - downstream task: boosted trees' test accuracy from 100 training points, mean over factors
+downstream_gbt_1000_test_accuracy measurement .3f - downstream task: boosted trees' test accuracy from 1000 training points, mean over factors
+downstream_reduced_factor_test_accuracy measurement .3f - reduced downstream task: a factor's accuracy with its most important dimension removed
+downstream_reduced_others_test_accuracy measurement .3f - reduced downstream task: the other factors' accuracy without that dimension
+downstream_strong_test_accuracy measurement .3f - strong downstream task: accuracy on the test points
+downstream_strong_intervened_test_accuracy measurement .3f - strong downstream task: accuracy once a factor is intervened on
+downstream_strong_generalization_gap measurement .3f - strong downstream task: the accuracy lost under intervention
+fairness_mean         measurement .3f -                  unfairness (Locatello et al. 2019), mean over sensitive and target factor pairs
+fairness_max          measurement .3f -                  unfairness, its largest over the pairs
+unified_gbt_dci_disentanglement measurement .3f - unified scores (disentanglement_lib): DCI's D of the gbt importance matrix
+unified_gbt_dci_completeness measurement .3f - unified scores (disentanglement_lib): DCI's C of the gbt importance matrix
+unified_gbt_mig measurement .3f - unified scores (disentanglement_lib): MIG of the gbt importance matrix
+unified_gbt_sap measurement .3f - unified scores (disentanglement_lib): SAP of the gbt importance matrix
+unified_gbt_modularity measurement .3f - unified scores (disentanglement_lib): modularity of the gbt importance matrix
+unified_gbt_area_precision measurement .3f - unified scores (disentanglement_lib): the precision curve's area of the gbt importance matrix
+unified_mi_dci_disentanglement measurement .3f - unified scores (disentanglement_lib): DCI's D of the mi importance matrix
+unified_mi_dci_completeness measurement .3f - unified scores (disentanglement_lib): DCI's C of the mi importance matrix
+unified_mi_mig measurement .3f - unified scores (disentanglement_lib): MIG of the mi importance matrix
+unified_mi_sap measurement .3f - unified scores (disentanglement_lib): SAP of the mi importance matrix
+unified_mi_modularity measurement .3f - unified scores (disentanglement_lib): modularity of the mi importance matrix
+unified_mi_area_precision measurement .3f - unified scores (disentanglement_lib): the precision curve's area of the mi importance matrix
+unified_svm_dci_disentanglement measurement .3f - unified scores (disentanglement_lib): DCI's D of the svm importance matrix
+unified_svm_dci_completeness measurement .3f - unified scores (disentanglement_lib): DCI's C of the svm importance matrix
+unified_svm_mig measurement .3f - unified scores (disentanglement_lib): MIG of the svm importance matrix
+unified_svm_sap measurement .3f - unified scores (disentanglement_lib): SAP of the svm importance matrix
+unified_svm_modularity measurement .3f - unified scores (disentanglement_lib): modularity of the svm importance matrix
+unified_svm_area_precision measurement .3f - unified scores (disentanglement_lib): the precision curve's area of the svm importance matrix
 udr                   measurement .3f -                  UDR (Duan et al. 2020): how alike this run's code is to other seeds', median over them
 """)
 

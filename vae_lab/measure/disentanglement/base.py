@@ -3,6 +3,7 @@
 The record lives here, not in the package's __init__, because each metric module builds its own and __init__
 imports them all.
 """
+import warnings
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -130,3 +131,39 @@ def train_test_codes(represent, data, n_train, n_test, seed, batch_size, progres
     with progress_bar(n_train + n_test, f"{desc}: encode", "img", enabled=progress, unit_scale=True) as bar:
         return (sample_codes(represent, data, n_train, g, image_g, batch_size, bar),
                 sample_codes(represent, data, n_test, g, image_g, batch_size, bar))
+
+
+def fit_counted(model, x, y):
+    """model.fit(x, y) with scikit-learn's ConvergenceWarning caught: (the fitted model, 1 if it warned else 0).
+    Its FutureWarnings about defaults that a later version changes are silenced: the callers set what they rely on."""
+    from sklearn.exceptions import ConvergenceWarning  # lazy: vae-train never pays for sklearn
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        model.fit(x, y)
+    return model, int(any(issubclass(w.category, ConvergenceWarning) for w in caught))
+
+
+def factor_accuracies(make_model, train_codes, train_factors, test_codes, test_factors, factors=None, bar=None):
+    """One `make_model()` per factor (each of `factors`, default all) fit on the training codes (N, D) to predict that
+    factor's classes (N, K): its accuracy on the training and the test points, as disentanglement_lib's downstream
+    tasks compute it (downstream_task.py, _compute_loss). Returns (train accuracies, test accuracies, unconverged
+    fits), the accuracies one per factor in order."""
+    x_train, x_test = as_numpy(train_codes), as_numpy(test_codes)
+    y_train, y_test = np.asarray(train_factors), np.asarray(test_factors)
+    train, test, unconverged = [], [], 0
+    for k in range(y_train.shape[1]) if factors is None else factors:
+        model, warned = fit_counted(make_model(), x_train, y_train[:, k])
+        train.append(float(np.mean(model.predict(x_train) == y_train[:, k])))
+        test.append(float(np.mean(model.predict(x_test) == y_test[:, k])))
+        unconverged += warned
+        if bar is not None:
+            bar.update(1)
+    return train, test, unconverged
+
+
+def one_sample(represent, data, n, seed, batch_size, progress, desc):
+    """n i.i.d. points drawn with generators seeded with `seed`, with a progress bar: (codes (n, D), factors (n, K))."""
+    with progress_bar(n, f"{desc}: encode", "img", enabled=progress, unit_scale=True) as bar:
+        return sample_codes(represent, data, n, *generators(data, seed), batch_size, bar)
