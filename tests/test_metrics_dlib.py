@@ -253,8 +253,8 @@ TINY = {"modularity_ridgeway": {"n": 300}, "explicitness_ridgeway": {"n_train": 
 
 def test_new_records_run_through_headline_results():
     """Each record's headline parts are in its result and become the eval.json keys it declares, after the first
-    six metrics in METRICS (downstream_logreg's, whose cross-validation takes seconds, in its own test)."""
-    assert list(dis.METRICS)[6:] == list(NEW) and set(TINY) == set(NEW) - {"downstream_logreg"}
+    six metrics in METRICS, among the others (downstream_logreg's, whose cross-validation takes seconds, in its own test)."""
+    assert set(NEW) <= set(list(dis.METRICS)[6:]) and set(TINY) == set(NEW) - {"downstream_logreg"}
 
     class Model(torch.nn.Module):
         def encoder(self, images):
