@@ -240,7 +240,13 @@ def test_the_beta_figures_draw_any_headline(seeds_sweep, tmp_path):
 
 SMALL = ("metric_sizes={mig_dlib:{n:300},mig_chen:{n_images:200,n_samples:100},factor_vae:{n_var:200,n_train:20,"
          "n_eval:10},dci:{n_train:200,n_test:100,n_estimators:5,max_features:16},sap:{n_train:200,n_test:100},"
-         "beta_vae:{n_train:20,n_eval:10},infomec:{n:300},unsupervised:{n:300}}")
+         "beta_vae:{n_train:20,n_eval:10},infomec:{n:300},unsupervised:{n:300},"
+         # disentanglement_lib's nine others: their full sizes take minutes each (test_metrics_dlib.py's TINY)
+         "modularity_ridgeway:{n:300},explicitness_ridgeway:{n_train:200,n_test:100},irs:{n:300},"
+         "downstream_logreg:{n_train:100,n_test:50},downstream_gbt:{n_train:1000,n_test:50,n_estimators:2},"
+         "downstream_reduced:{n_train:100,n_test:50,n_remove:1,n_estimators:2},"
+         "downstream_strong:{n_train:100,n_test:50,n_experiments:1,n_estimators:2},"
+         "fairness:{n_train:200,n_per_class:10,n_estimators:2},unified:{n_train:200,n_test:100,n_estimators:2}}")
 
 
 def test_metrics_all_on_a_factorless_dataset_scores_the_unsupervised_ones_alone(tmp_path, capsys):
@@ -261,6 +267,7 @@ def test_metrics_all_on_a_factorless_dataset_scores_the_unsupervised_ones_alone(
     assert len(printed) == 1 and printed[0].endswith(note)
 
 
+@pytest.mark.slow  # downstream_logreg's cross-validation over sprites' classes: tens of seconds even here
 def test_metrics_all_on_sprites_runs_every_one_run_metric(tiny_run, tmp_path):
     run = shutil.copytree(tiny_run.dir, tmp_path / "run")
     evaluate.main([f"run={run}", "iwae.k=0", "max_images=48", "pictures=false", "metrics=all", SMALL])
